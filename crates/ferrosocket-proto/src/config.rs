@@ -1,0 +1,97 @@
+//! Limits and options of a [`Connection`](crate::Connection), each default with its reason.
+
+/// Options for a [`Connection`](crate::Connection).
+///
+/// Build one from [`Config::default()`] and the by-value setters:
+///
+/// ```
+/// use ferrosocket_proto::Config;
+/// let config = Config::default().max_message_size(Some(1 << 20)).auto_pong(false);
+/// assert_eq!(config.max_message_size, Some(1 << 20));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest message, in bytes, after reassembly (and after inflation, when compressed).
+    /// A peer that declares or sends more is closed with 1009 before we allocate for it.
+    ///
+    /// Default: 64 MiB. Finite, because an unlimited size lets any peer exhaust memory
+    /// (tungstenite and axum use the same figure). `None` means unlimited.
+    pub max_message_size: Option<usize>,
+    /// The largest single frame payload, in bytes; bigger frames are closed with 1009.
+    ///
+    /// Default: 16 MiB, which bounds how much one frame can make us buffer. `None` means
+    /// unlimited (still bounded by `max_message_size`).
+    pub max_frame_size: Option<usize>,
+    /// How many bytes to make room for before each socket read when no large frame is pending.
+    ///
+    /// Default: 8 KiB: a few typical messages per read; large frames grow the buffer
+    /// geometrically up to their size, and the buffer shrinks back when the connection is idle.
+    pub read_buffer_size: usize,
+    /// Answer each ping with a pong automatically.
+    ///
+    /// Default: `true`, as RFC 6455 §5.5.2 requires. Turn it off only to answer pings yourself
+    /// with [`Connection::send_pong`](crate::Connection::send_pong).
+    pub auto_pong: bool,
+    /// Answer the peer's close frame with a close frame carrying the same code automatically.
+    ///
+    /// Default: `true` (RFC 6455 §5.5.1). With `false`, call
+    /// [`Connection::send_close`](crate::Connection::send_close) after the
+    /// [`Event::Close`](crate::Event::Close) event.
+    pub auto_close_reply: bool,
+    /// Accept unmasked frames from clients, against RFC 6455 §5.1.
+    ///
+    /// Default: `false`. Only for peers known to be broken; masking protects intermediaries.
+    pub dangerous_accept_unmasked_frames: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: Some(64 << 20),
+            max_frame_size: Some(16 << 20),
+            read_buffer_size: 8 << 10,
+            auto_pong: true,
+            auto_close_reply: true,
+            dangerous_accept_unmasked_frames: false,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_message_size`](Self::max_message_size).
+    pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`max_frame_size`](Self::max_frame_size).
+    pub fn max_frame_size(mut self, bytes: Option<usize>) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`read_buffer_size`](Self::read_buffer_size) (at least 64 bytes).
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes.max(64);
+        self
+    }
+
+    /// Sets [`auto_pong`](Self::auto_pong).
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
+    }
+
+    /// Sets [`auto_close_reply`](Self::auto_close_reply).
+    pub fn auto_close_reply(mut self, on: bool) -> Self {
+        self.auto_close_reply = on;
+        self
+    }
+
+    /// Sets [`dangerous_accept_unmasked_frames`](Self::dangerous_accept_unmasked_frames).
+    pub fn dangerous_accept_unmasked_frames(mut self, on: bool) -> Self {
+        self.dangerous_accept_unmasked_frames = on;
+        self
+    }
+}

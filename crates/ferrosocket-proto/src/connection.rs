@@ -1,0 +1,718 @@
+//! The WebSocket state machine: bytes in, events out; commands in, bytes out.
+//!
+//! See the [crate documentation](crate) for the call-order contract.
+
+use crate::close::{ClosePayloadError, parse_close_payload, truncate_reason};
+use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::mask::{MaskSource, OsMaskSource, apply_mask};
+use crate::output::OutQueue;
+use crate::utf8::Utf8Validator;
+use crate::{
+    CloseCode, CloseFrame, Config, Message, MessageKind, ProtocolError, ReadError, SendError, Utf8Bytes,
+};
+use bytes::{Buf, Bytes, BytesMut};
+use std::io::IoSlice;
+
+/// Which end of the connection this is. It decides masking (RFC 6455 §5.1) and who closes the
+/// transport first (RFC 6455 §7.1.1: the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the upgrade request; masks what it sends.
+    Client,
+    /// The end that accepted the upgrade; expects masked frames.
+    Server,
+}
+
+/// Where the close handshake stands (RFC 6455 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// One close frame has been sent or received, not both.
+    Closing,
+    /// Both close frames were exchanged, the connection failed, or the transport ended.
+    Closed,
+}
+
+/// Something the peer sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    /// A ping with its payload. Already answered when [`Config::auto_pong`] is on.
+    Ping(Bytes),
+    /// A pong with its payload.
+    Pong(Bytes),
+    /// The peer's close frame (`None`: it carried no status code, reported as 1005). Already
+    /// answered when [`Config::auto_close_reply`] is on. No event follows it.
+    Close(Option<CloseFrame>),
+}
+
+/// The frame being received: its header and how much of its payload has been unmasked and
+/// checked in place at the front of the read buffer.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    fin: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    done: usize,
+    check_utf8: bool,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct Assembly {
+    kind: MessageKind,
+    buf: BytesMut,
+}
+
+/// Payloads above this size are queued as their own chunk instead of being copied next to
+/// their header (server role only: client payloads are masked, hence always copied).
+const COPY_THRESHOLD: usize = 4096;
+
+/// A buffer grown for a large frame may keep this much spare room while idle.
+const IDLE_READ_CAPACITY: usize = 64 << 10;
+
+/// Room made ahead of the data actually received when a large frame is pending, so that a
+/// peer's declared length alone cannot make us allocate much.
+const MIN_GROWTH: usize = 256 << 10;
+
+/// A WebSocket connection with no I/O: the RFC 6455 state machine.
+///
+/// Methods come in four groups; after any input or command, write out
+/// [`pending_output`](Self::pending_output):
+///
+/// - **input**: [`read_buffer`](Self::read_buffer) (read from the socket straight into it),
+///   [`receive`](Self::receive) (copying), [`receive_eof`](Self::receive_eof);
+/// - **events**: [`poll_event`](Self::poll_event), called until it returns `Ok(None)` (needs
+///   more input) or an error (closed or failed: sticky);
+/// - **commands**: [`send`](Self::send), [`send_fragment`](Self::send_fragment),
+///   [`send_ping`](Self::send_ping), [`send_pong`](Self::send_pong),
+///   [`send_close`](Self::send_close), [`fail`](Self::fail);
+/// - **output**: [`pending_output`](Self::pending_output) + [`advance_output`](Self::advance_output),
+///   then close the transport when [`should_close_transport`](Self::should_close_transport).
+///
+/// Frames are parsed lazily, one event at a time, so whatever the application sends in answer
+/// to an event is queued before any error a later frame causes: replies to messages that came
+/// before a bad frame still go out, in order, ahead of the close frame.
+///
+/// ```
+/// use ferrosocket_proto::{Connection, Role, Config, Event, Message};
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// // A masked "Hello" from RFC 6455 §5.7.
+/// server.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// let Some(Event::Message(msg)) = server.poll_event().unwrap() else { panic!() };
+/// assert_eq!(msg.as_text(), Some("Hello"));
+/// server.send(msg).unwrap();
+/// assert_eq!(server.take_output(), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    deflate_negotiated: bool,
+
+    rbuf: BytesMut,
+    frame: Option<InFrame>,
+    assembly: Option<Assembly>,
+    utf8: Utf8Validator,
+    eof: bool,
+
+    out: OutQueue,
+    sending: Option<MessageKind>,
+    keys: Box<dyn MaskSource>,
+
+    close_sent: Option<Option<CloseFrame>>,
+    close_received: Option<Option<CloseFrame>>,
+    close_reported: bool,
+    failed: Option<ProtocolError>,
+    abnormal: bool,
+    aborted: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("buffered", &self.rbuf.len())
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection in the open state, right after the handshake.
+    pub fn new(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            deflate_negotiated: false,
+            rbuf: BytesMut::new(),
+            frame: None,
+            assembly: None,
+            utf8: Utf8Validator::new(),
+            eof: false,
+            out: OutQueue::default(),
+            sending: None,
+            keys: Box::new(OsMaskSource::new()),
+            close_sent: None,
+            close_received: None,
+            close_reported: false,
+            failed: None,
+            abnormal: false,
+            aborted: false,
+        }
+    }
+
+    /// Replaces where client mask keys come from (default: the OS CSPRNG).
+    pub fn set_mask_source(&mut self, keys: Box<dyn MaskSource>) {
+        self.keys = keys;
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the largest message accepted from now on (gorilla's `SetReadLimit`).
+    pub fn set_max_message_size(&mut self, bytes: Option<usize>) {
+        self.config.max_message_size = bytes;
+    }
+
+    /// Turns automatic pongs on or off (see [`Config::auto_pong`]).
+    pub fn set_auto_pong(&mut self, on: bool) {
+        self.config.auto_pong = on;
+    }
+
+    /// Turns the automatic close reply on or off (see [`Config::auto_close_reply`]).
+    pub fn set_auto_close_reply(&mut self, on: bool) {
+        self.config.auto_close_reply = on;
+    }
+
+    /// Where the close handshake stands.
+    pub fn state(&self) -> State {
+        if self.failed.is_some() || self.abnormal || self.aborted {
+            return State::Closed;
+        }
+        match (self.close_sent.is_some(), self.close_received.is_some()) {
+            (false, false) => State::Open,
+            (true, true) => State::Closed,
+            _ => State::Closing,
+        }
+    }
+
+    /// The close frame we sent, if any (`Some(None)`: sent without a status code).
+    pub fn close_sent(&self) -> Option<&Option<CloseFrame>> {
+        self.close_sent.as_ref()
+    }
+
+    /// The close frame the peer sent, if any (`Some(None)`: it carried no status code).
+    pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
+        self.close_received.as_ref()
+    }
+
+    /// The protocol error that failed the connection, if any (sticky).
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.failed.as_ref()
+    }
+
+    /// Whether we sent a close frame and still wait for the peer's: arm a close timer.
+    pub fn close_expected(&self) -> bool {
+        self.close_sent.is_some() && self.close_received.is_none() && self.state() == State::Closing
+    }
+
+    /// Whether the transport should now be closed: the connection is closed and every queued
+    /// byte has been written. A client should first wait a little for the server to close
+    /// (RFC 6455 §7.1.1); a server closes at once.
+    pub fn should_close_transport(&self) -> bool {
+        self.state() == State::Closed && self.out.is_empty()
+    }
+
+    /// Bytes received but not yet turned into events.
+    pub fn buffered_input(&self) -> usize {
+        self.rbuf.len()
+    }
+
+    // ---- input ---------------------------------------------------------------------------
+
+    /// The buffer to read from the transport into, with spare capacity made for the next read.
+    ///
+    /// Append only (e.g. `AsyncReadExt::read_buf`); then call [`poll_event`](Self::poll_event).
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        let base = self.config.read_buffer_size;
+        let want = match &self.frame {
+            // Room for the rest of a large frame, but never far ahead of what actually arrived.
+            Some(f) if f.len > self.rbuf.len() => {
+                let missing = f.len - self.rbuf.len() + MAX_HEADER_LEN;
+                missing.clamp(base, base.max(MIN_GROWTH).max(self.rbuf.len()))
+            }
+            _ => base,
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < want {
+            self.rbuf.reserve(want);
+        }
+        &mut self.rbuf
+    }
+
+    /// Feeds bytes received from the peer, copying them.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.state() != State::Closed && self.close_received.is_none() {
+            self.rbuf.extend_from_slice(bytes);
+        }
+    }
+
+    /// Feeds a buffer received from the peer, without copying when nothing is buffered yet.
+    pub fn receive_owned(&mut self, bytes: BytesMut) {
+        if self.state() == State::Closed || self.close_received.is_some() {
+            return;
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = bytes;
+        } else {
+            self.rbuf.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Reports that the transport's read side ended.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether the transport's read side has ended.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    // ---- events --------------------------------------------------------------------------
+
+    /// The next event, `Ok(None)` if more input is needed, or why no event will ever come.
+    ///
+    /// Errors are sticky: after `Err`, every call returns the same error.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, ReadError> {
+        loop {
+            if let Some(e) = &self.failed {
+                return Err(ReadError::Protocol(e.clone()));
+            }
+            if self.close_reported || self.aborted {
+                return Err(ReadError::Closed);
+            }
+            if self.abnormal {
+                return Err(ReadError::AbnormalClosure);
+            }
+            let mut f = match self.frame {
+                Some(f) => f,
+                None => match FrameHeader::decode(&self.rbuf) {
+                    Ok(Some((header, n))) => {
+                        let f = self.check_header(&header).map_err(|e| self.fail_with(e))?;
+                        self.rbuf.advance(n);
+                        f
+                    }
+                    Ok(None) => return self.need_more(),
+                    Err(_) => return Err(self.fail_with(ProtocolError::LengthTooLarge)),
+                },
+            };
+            let avail = self.rbuf.len().min(f.len);
+            if avail > f.done {
+                let fresh = &mut self.rbuf[f.done..avail];
+                if let Some(key) = f.mask {
+                    apply_mask(fresh, key, f.done);
+                }
+                if f.check_utf8 && self.utf8.feed(fresh).is_err() {
+                    return Err(self.fail_with(ProtocolError::InvalidUtf8));
+                }
+                f.done = avail;
+            }
+            if avail < f.len {
+                self.frame = Some(f);
+                return self.need_more();
+            }
+            self.frame = None;
+            let payload = self.rbuf.split_to(f.len);
+            if let Some(event) = self.on_frame(f, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    fn need_more(&mut self) -> Result<Option<Event>, ReadError> {
+        if self.eof {
+            self.abnormal = true;
+            self.rbuf = BytesMut::new();
+            return Err(ReadError::AbnormalClosure);
+        }
+        if self.rbuf.is_empty() && self.frame.is_none() && self.rbuf.capacity() > IDLE_READ_CAPACITY {
+            self.rbuf = BytesMut::new();
+        }
+        Ok(None)
+    }
+
+    /// Applies RFC 6455 §5.2-§5.5 and the size limits to a header, before any payload arrives.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        let opcode = OpCode::from_u8(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        if h.rsv2
+            || h.rsv3
+            || (h.rsv1 && (!self.deflate_negotiated || opcode.is_control() || opcode == OpCode::Continuation))
+        {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) if !self.config.dangerous_accept_unmasked_frames => {
+                return Err(ProtocolError::UnmaskedFrame);
+            }
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if opcode.is_control() {
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if h.payload_len > 125 {
+                return Err(ProtocolError::ControlTooLong(h.payload_len));
+            }
+        } else {
+            if let Some(limit) = self.config.max_frame_size {
+                if h.payload_len > limit as u64 {
+                    return Err(ProtocolError::FrameTooLarge {
+                        size: h.payload_len,
+                        limit,
+                    });
+                }
+            }
+            let so_far = match (&self.assembly, opcode) {
+                (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
+                (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
+                (Some(a), _) => a.buf.len() as u64,
+                (None, _) => 0,
+            };
+            if let Some(limit) = self.config.max_message_size {
+                let size = so_far.saturating_add(h.payload_len);
+                if size > limit as u64 {
+                    return Err(ProtocolError::MessageTooLarge { size, limit });
+                }
+            }
+        }
+        // Within the limits above the length fits in memory; on 32-bit targets refuse outright.
+        let len = usize::try_from(h.payload_len).map_err(|_| ProtocolError::FrameTooLarge {
+            size: h.payload_len,
+            limit: usize::MAX,
+        })?;
+        let check_utf8 = match opcode {
+            OpCode::Text => {
+                self.utf8.reset();
+                true
+            }
+            OpCode::Continuation => matches!(&self.assembly, Some(a) if a.kind == MessageKind::Text),
+            _ => false,
+        };
+        Ok(InFrame {
+            fin: h.fin,
+            opcode,
+            mask: h.mask,
+            len,
+            done: 0,
+            check_utf8,
+        })
+    }
+
+    /// Handles a complete frame whose payload is unmasked and already UTF-8 checked.
+    fn on_frame(&mut self, f: InFrame, payload: BytesMut) -> Result<Option<Event>, ReadError> {
+        match f.opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.close_sent.is_none() {
+                    self.write_frame(OpCode::Pong, true, &payload);
+                }
+                Ok(Some(Event::Ping(payload.freeze())))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = match parse_close_payload(&payload) {
+                    Ok(frame) => frame,
+                    Err(ClosePayloadError::InvalidUtf8) => {
+                        return Err(self.fail_with(ProtocolError::InvalidUtf8));
+                    }
+                    Err(_) => return Err(self.fail_with(ProtocolError::InvalidClosePayload)),
+                };
+                // RFC 6455 §5.5.1: reply with a close frame, "typically echoing the status code
+                // it received". A close inside a fragmented message ends that message.
+                self.assembly = None;
+                self.close_received = Some(frame.clone());
+                self.close_reported = true;
+                self.rbuf = BytesMut::new();
+                if self.close_sent.is_none() && self.config.auto_close_reply {
+                    let reply = frame.as_ref().map(|c| CloseFrame::new(c.code, ""));
+                    self.queue_close(reply.as_ref());
+                }
+                Ok(Some(Event::Close(frame)))
+            }
+            OpCode::Text | OpCode::Binary => {
+                let kind = if f.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                if f.fin {
+                    return self.complete(kind, payload).map(Some);
+                }
+                self.assembly = Some(Assembly { kind, buf: payload });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(a) = self.assembly.as_mut() else {
+                    return Err(self.fail_with(ProtocolError::UnexpectedContinuation));
+                };
+                a.buf.extend_from_slice(&payload);
+                if !f.fin {
+                    return Ok(None);
+                }
+                match self.assembly.take() {
+                    Some(a) => self.complete(a.kind, a.buf).map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, kind: MessageKind, payload: BytesMut) -> Result<Event, ReadError> {
+        let payload = payload.freeze();
+        Ok(Event::Message(match kind {
+            MessageKind::Binary => Message::Binary(payload),
+            MessageKind::Text => {
+                if self.utf8.finish().is_err() {
+                    return Err(self.fail_with(ProtocolError::InvalidUtf8));
+                }
+                Message::Text(Utf8Bytes::from_bytes_unchecked(payload))
+            }
+        }))
+    }
+
+    fn fail_with(&mut self, error: ProtocolError) -> ReadError {
+        if self.failed.is_none() {
+            let reason = error.to_string();
+            self.queue_close(Some(&CloseFrame::new(
+                error.close_code(),
+                truncate_reason(&reason),
+            )));
+            self.failed = Some(error.clone());
+            self.rbuf = BytesMut::new();
+            self.frame = None;
+            self.assembly = None;
+        }
+        ReadError::Protocol(self.failed.clone().unwrap_or(error))
+    }
+
+    // ---- commands ------------------------------------------------------------------------
+
+    /// Queues a whole message as one frame.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        let kind = message.kind();
+        self.send_fragment(kind, message.into_bytes(), true)
+    }
+
+    /// Queues one fragment of a message: the first call sets the kind, later calls continue it
+    /// (their `kind` is ignored), and `fin` ends it. Use it to stream a message of unknown size.
+    pub fn send_fragment(&mut self, kind: MessageKind, payload: Bytes, fin: bool) -> Result<(), SendError> {
+        self.check_can_send()?;
+        let opcode = match self.sending {
+            Some(_) => OpCode::Continuation,
+            None => match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            },
+        };
+        self.sending = if fin { None } else { Some(kind) };
+        self.write_payload(opcode, fin, payload);
+        Ok(())
+    }
+
+    /// Queues a message's ready-made wire bytes: a frame that was encoded once, unmasked, for
+    /// many server connections (see `PreparedMessage`). Server role only.
+    pub fn send_raw_frame(&mut self, frame: Bytes) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        if frame.len() > COPY_THRESHOLD {
+            self.out.push_chunk(frame);
+        } else {
+            self.out.tail_mut(frame.len()).extend_from_slice(&frame);
+        }
+        Ok(())
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues a pong (payload at most 125 bytes). An unsolicited pong is a valid heartbeat.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts (or, after the peer's close, completes) the close handshake. `None` sends a
+    /// close frame without a status code. Reasons longer than 123 bytes are cut.
+    pub fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if self.close_sent.is_some() || self.failed.is_some() || self.abnormal || self.aborted {
+            return Err(SendError::Closed);
+        }
+        if let Some(f) = &frame {
+            if !f.code.is_sendable() {
+                return Err(SendError::InvalidCloseCode(f.code.as_u16()));
+            }
+        }
+        self.queue_close(frame.as_ref());
+        Ok(())
+    }
+
+    /// Fails the connection: queues a close frame with `code` and stops reading. For
+    /// conditions the application detects itself (e.g. 1008 policy violation).
+    pub fn fail(&mut self, code: CloseCode, reason: &str) {
+        if self.close_sent.is_none() {
+            let code = if code.is_sendable() {
+                code
+            } else {
+                CloseCode::PROTOCOL_ERROR
+            };
+            self.queue_close(Some(&CloseFrame::new(code, truncate_reason(reason))));
+        }
+        self.aborted = true;
+        self.rbuf = BytesMut::new();
+        self.frame = None;
+        self.assembly = None;
+    }
+
+    fn check_can_send(&self) -> Result<(), SendError> {
+        if self.close_sent.is_some() || self.failed.is_some() || self.abnormal || self.aborted {
+            Err(SendError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        self.write_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = [0u8; 125];
+        let len = match frame {
+            Some(f) => {
+                let reason = truncate_reason(&f.reason).as_bytes();
+                payload[..2].copy_from_slice(&f.code.as_u16().to_be_bytes());
+                payload[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.write_frame(OpCode::Close, true, &payload[..len]);
+        self.close_sent = Some(frame.cloned());
+        self.sending = None;
+    }
+
+    fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
+        let mut h = FrameHeader::new(opcode, fin, len as u64);
+        if self.role == Role::Client {
+            h.mask = Some(self.keys.next_key());
+        }
+        h
+    }
+
+    /// Queues a frame, copying the payload next to its header (masking it for a client).
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let h = self.header(opcode, fin, payload.len());
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = h.encode(&mut hbuf);
+        let tail = self.out.tail_mut(hlen + payload.len());
+        tail.extend_from_slice(&hbuf[..hlen]);
+        let start = tail.len();
+        tail.extend_from_slice(payload);
+        if let Some(key) = h.mask {
+            apply_mask(&mut tail[start..], key, 0);
+        }
+    }
+
+    /// Queues a data frame, without copying a large payload when no masking is needed.
+    fn write_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        if self.role == Role::Server && payload.len() > COPY_THRESHOLD {
+            let h = self.header(opcode, fin, payload.len());
+            let mut hbuf = [0u8; MAX_HEADER_LEN];
+            let hlen = h.encode(&mut hbuf);
+            self.out.tail_mut(hlen).extend_from_slice(&hbuf[..hlen]);
+            self.out.push_chunk(payload);
+        } else {
+            self.write_frame(opcode, fin, &payload);
+        }
+    }
+
+    // ---- output --------------------------------------------------------------------------
+
+    /// Whether bytes are waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// How many bytes are waiting to be written.
+    pub fn pending_output_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Fills `dst` with the bytes waiting to be written, in order, for one vectored write;
+    /// returns how many slices were filled. Call [`advance_output`](Self::advance_output) with
+    /// the number of bytes the transport took.
+    pub fn pending_output<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.out.slices(dst)
+    }
+
+    /// The first contiguous run of bytes waiting to be written (for transports without
+    /// vectored writes).
+    pub fn pending_output_first(&self) -> &[u8] {
+        self.out.first()
+    }
+
+    /// Marks `n` bytes of the pending output as written.
+    pub fn advance_output(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+
+    /// Takes all pending output as one `Vec` (convenient for tests and simple transports).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.out.drain_to_vec(&mut v);
+        v
+    }
+
+    /// Takes the output buffer's allocation when nothing is queued, to return it to a pool.
+    pub fn take_write_buffer(&mut self) -> Option<BytesMut> {
+        self.out.take_buffer()
+    }
+
+    /// Lends an (empty) buffer to gather small frames in, if the connection holds none.
+    pub fn give_write_buffer(&mut self, buf: BytesMut) {
+        self.out.give_buffer(buf);
+    }
+
+    /// Drops idle buffers above `keep` bytes of capacity (call when the connection goes idle).
+    pub fn shrink_buffers(&mut self, keep: usize) {
+        self.out.shrink(keep);
+        if self.rbuf.is_empty() && self.frame.is_none() && self.rbuf.capacity() > keep {
+            self.rbuf = BytesMut::new();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

@@ -1,0 +1,594 @@
+//! `Conn`: a WebSocket connection over any `AsyncRead + AsyncWrite` transport.
+
+use crate::error::{CloseError, Error, TimeoutKind};
+use crate::pool::BufferPool;
+use bytes::Bytes;
+use ferrosocket_proto::{CloseFrame, Connection, Event, Message, ReadError, Role, State};
+use std::future::{Future, poll_fn};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+/// What to do with a ping (the return value of a [ping handler](Conn::set_ping_handler)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingAction {
+    /// Answer with a pong carrying the ping's payload (the default).
+    Pong,
+    /// Send nothing.
+    Ignore,
+}
+
+/// How to answer the peer's close frame (the return value of a
+/// [close handler](Conn::set_close_handler)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseAction {
+    /// Reply with the peer's code (the default; RFC 6455 §5.5.1).
+    Echo,
+    /// Reply with this frame instead.
+    Reply(CloseFrame),
+}
+
+type PingHandler = Box<dyn FnMut(&[u8]) -> PingAction + Send>;
+type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
+type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
+
+/// Connection options the async layer adds to the core's [`Config`](ferrosocket_proto::Config).
+#[derive(Clone)]
+pub(crate) struct IoOptions {
+    pub(crate) write_buffer_size: usize,
+    pub(crate) max_write_buffer_size: usize,
+    pub(crate) close_timeout: Duration,
+    pub(crate) pool: Option<Arc<dyn BufferPool>>,
+}
+
+impl Default for IoOptions {
+    fn default() -> Self {
+        Self {
+            write_buffer_size: 64 << 10,
+            max_write_buffer_size: 4 << 20,
+            close_timeout: Duration::from_secs(10),
+            pool: None,
+        }
+    }
+}
+
+/// A WebSocket connection: read and write whole messages, send pings and closes, with
+/// deadlines and handlers. Made by an [`Upgrader`](crate::Upgrader) (server) or a
+/// [`Dialer`](crate::Dialer) (client).
+///
+/// # Reading
+/// [`recv`](Self::recv) returns the next text or binary message. While waiting it answers pings,
+/// runs the handlers, writes out anything queued (replies go out in batches: see below), and
+/// enforces the read deadline and limits. When the session ends it returns
+/// [`Error::Closed`] with the peer's close code, or 1006 if the transport dropped.
+///
+/// # Writing
+/// [`send`](Self::send) queues a message and writes it out. [`feed`](Self::feed) only queues
+/// it; queued messages leave together at the next [`flush`](Self::flush), when the queue passes
+/// the write buffer size, or when `recv` is about to wait for input. An echo loop built on
+/// `recv` + `feed` therefore answers a burst of messages with one write.
+///
+/// # Cancel safety
+/// `recv` and `flush` are cancel safe: all state lives in the connection, so a `recv` dropped
+/// inside `tokio::select!` (even mid-frame) loses nothing, and the next call continues where it
+/// stopped. A cancelled `send` has queued its message; the next write or `flush` sends it.
+pub struct Conn<S> {
+    io: S,
+    core: Connection,
+    opts: IoOptions,
+    subprotocol: Option<String>,
+    ping_handler: Option<PingHandler>,
+    pong_handler: Option<PongHandler>,
+    close_handler: Option<CloseHandler>,
+    read_deadline: Option<Pin<Box<Sleep>>>,
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    ending: Option<Error>,
+    finished: bool,
+    read_closed: bool,
+    shut_down: bool,
+}
+
+impl<S> std::fmt::Debug for Conn<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("core", &self.core)
+            .field("subprotocol", &self.subprotocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn from_parts(io: S, core: Connection, opts: IoOptions, subprotocol: Option<String>) -> Self {
+        Self {
+            io,
+            core,
+            opts,
+            subprotocol,
+            ping_handler: None,
+            pong_handler: None,
+            close_handler: None,
+            read_deadline: None,
+            write_deadline: None,
+            close_timer: None,
+            ending: None,
+            finished: false,
+            read_closed: false,
+            shut_down: false,
+        }
+    }
+
+    /// Wraps a transport whose handshake already happened elsewhere.
+    ///
+    /// `leftover` holds bytes that arrived after the HTTP head (they are processed before the
+    /// first read). Prefer [`Upgrader`](crate::Upgrader) and [`Dialer`](crate::Dialer).
+    pub fn from_raw(io: S, role: Role, config: ferrosocket_proto::Config, leftover: &[u8]) -> Self {
+        let mut core = Connection::new(role, config);
+        core.receive(leftover);
+        Self::from_parts(io, core, IoOptions::default(), None)
+    }
+
+    // ---- reading -------------------------------------------------------------------------
+
+    /// Receives the next text or binary message.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the session ends (peer's close code, or 1006 when the transport
+    /// dropped), [`Error::Protocol`] when the peer broke the protocol (we sent 1002/1007/1009),
+    /// [`Error::Timeout`] when the read deadline passed (the connection stays usable),
+    /// [`Error::AlreadyClosed`] after any of the others but a timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: see the type's documentation.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll form of [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(Err(Error::AlreadyClosed));
+            }
+            if self.ending.is_some() {
+                return self.poll_finish(cx);
+            }
+            match self.core.poll_event() {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
+                Ok(Some(Event::Ping(p))) => self.on_ping(&p),
+                Ok(Some(Event::Pong(p))) => {
+                    if let Some(h) = &mut self.pong_handler {
+                        h(&p);
+                    }
+                }
+                Ok(Some(Event::Close(frame))) => {
+                    if let Some(h) = &mut self.close_handler {
+                        let reply = match h(frame.as_ref()) {
+                            CloseAction::Echo => frame.as_ref().map(|f| CloseFrame::new(f.code, "")),
+                            CloseAction::Reply(f) => Some(f),
+                        };
+                        // Only fails if a close was already sent: then nothing more is owed.
+                        let _ = self.core.send_close(reply);
+                    }
+                    self.ending = Some(Error::Closed(CloseError::from_frame(frame.as_ref())));
+                }
+                Ok(None) => {
+                    if let Poll::Ready(Err(e)) = self.poll_write_some(cx) {
+                        self.ending = Some(e);
+                        continue;
+                    }
+                    if self.core.pending_output_len() > self.opts.max_write_buffer_size {
+                        // The peer does not read what we send: stop reading until it does,
+                        // so that memory stays bounded. The write above registered the waker.
+                        return self.poll_read_deadline(cx);
+                    }
+                    match self.poll_read_more(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => self.ending = Some(e),
+                        Poll::Pending => return self.poll_read_deadline(cx),
+                    }
+                }
+                Err(ReadError::Protocol(e)) => self.ending = Some(Error::Protocol(e)),
+                Err(ReadError::AbnormalClosure) => {
+                    self.ending = Some(Error::Closed(CloseError::abnormal(
+                        "connection ended without a close frame",
+                    )))
+                }
+                Err(ReadError::Closed) => {
+                    self.ending = Some(match self.core.close_received() {
+                        Some(f) => Error::Closed(CloseError::from_frame(f.as_ref())),
+                        None => Error::AlreadyClosed,
+                    })
+                }
+                Err(_) => self.ending = Some(Error::AlreadyClosed),
+            }
+        }
+    }
+
+    fn poll_read_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        if let Some(d) = &mut self.read_deadline {
+            if d.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::Timeout(TimeoutKind::Read)));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn on_ping(&mut self, payload: &[u8]) {
+        if let Some(h) = &mut self.ping_handler {
+            if h(payload) == PingAction::Pong {
+                // Fails only when closing, when no pong is owed.
+                let _ = self.core.send_pong(payload);
+            }
+        }
+    }
+
+    /// Reads once from the transport into the core.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.read_closed {
+            self.core.receive_eof();
+            return Poll::Ready(Ok(()));
+        }
+        let buf = self.core.read_buffer();
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf))?;
+        if n == 0 {
+            self.read_closed = true;
+            self.core.receive_eof();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ends the session: write out the close frame (if any), close the transport, report.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        let peer_gone = matches!(&self.ending, Some(Error::Closed(c)) if c.code == ferrosocket_proto::CloseCode::ABNORMAL_CLOSURE)
+            || matches!(&self.ending, Some(Error::Io(_)));
+        if !peer_gone && !self.shut_down {
+            if self.close_timer.is_none() {
+                self.close_timer = Some(Box::pin(tokio::time::sleep(self.opts.close_timeout)));
+            }
+            let timed_out = self
+                .close_timer
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+            if !timed_out {
+                match self.poll_write_some(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => {}
+                    Poll::Ready(Ok(())) => {
+                        // RFC 6455 §7.1.1: the server closes the TCP connection first; the
+                        // client waits for that (bounded by the close timeout).
+                        if self.core.role() == Role::Client
+                            && !self.read_closed
+                            && self.core.state() == State::Closed
+                        {
+                            if let Poll::Pending = self.poll_drain_until_eof(cx) {
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            self.shut_down = true;
+        }
+        self.finished = true;
+        self.close_timer = None;
+        let err = self.ending.take().unwrap_or(Error::AlreadyClosed);
+        Poll::Ready(Err(err))
+    }
+
+    fn poll_drain_until_eof(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = bytes::BytesMut::with_capacity(256);
+        loop {
+            scratch.clear();
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut scratch) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.read_closed = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    // ---- writing -------------------------------------------------------------------------
+
+    fn before_send(&mut self) {
+        if let Some(pool) = &self.opts.pool {
+            if !self.core.wants_write() {
+                if let Some(buf) = pool.get() {
+                    self.core.give_write_buffer(buf);
+                }
+            }
+        }
+    }
+
+    /// Writes as much queued output as the transport takes now; `Ready(Ok)` when all is out.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while self.core.wants_write() {
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let count = self.core.pending_output(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, self.core.pending_output_first()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(Error::from(std::io::Error::from(
+                    std::io::ErrorKind::WriteZero,
+                ))));
+            }
+            self.core.advance_output(n);
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        match &self.opts.pool {
+            Some(pool) => {
+                if let Some(buf) = self.core.take_write_buffer() {
+                    pool.put(buf);
+                }
+            }
+            None => self
+                .core
+                .shrink_buffers(self.opts.write_buffer_size.max(64 << 10)),
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The poll form of [`flush`](Self::flush).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.finished {
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        }
+        match self.poll_write_some(cx) {
+            Poll::Ready(r) => {
+                self.close_transport_if_done(cx);
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if let Some(d) = &mut self.write_deadline {
+                    if d.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write)));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn close_transport_if_done(&mut self, cx: &mut Context<'_>) {
+        if self.core.role() == Role::Server && self.core.should_close_transport() && !self.shut_down {
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            self.shut_down = true;
+        }
+    }
+
+    /// Writes out everything queued.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what was not written stays queued for the next call.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Queues a message without writing it, unless the queue is past the write buffer size.
+    /// See the type's documentation on batching.
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(msg.into())?;
+        if self.core.pending_output_len() >= self.opts.write_buffer_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message synchronously (what [`feed`](Self::feed) does before any write).
+    pub fn queue(&mut self, msg: Message) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.before_send();
+        self.core.send(msg)?;
+        Ok(())
+    }
+
+    /// Sends a message and writes it out.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(msg.into())?;
+        self.flush().await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: impl Into<ferrosocket_proto::Utf8Bytes>) -> Result<(), Error> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends one fragment of a message; the last one has `fin` set. Streams a message whose
+    /// size is not known in advance (gorilla's `NextWriter`).
+    pub async fn send_fragment(
+        &mut self,
+        kind: ferrosocket_proto::MessageKind,
+        data: impl Into<Bytes>,
+        fin: bool,
+    ) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.before_send();
+        self.core.send_fragment(kind, data.into(), fin)?;
+        self.flush().await
+    }
+
+    /// Sends a frame prepared once for many connections.
+    pub async fn send_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(msg)?;
+        self.flush().await
+    }
+
+    /// Queues a prepared frame without writing it.
+    pub fn feed_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.before_send();
+        match self.core.role() {
+            Role::Server => self.core.send_raw_frame(msg.server_frame())?,
+            Role::Client => self.core.send(msg.message())?,
+        }
+        Ok(())
+    }
+
+    /// Sends a ping (payload at most 125 bytes). Use it to check liveness: if the peer is gone
+    /// the write fails with a [`CloseError`] of code 1006 (see [`is_unexpected_close_error`]).
+    ///
+    /// [`is_unexpected_close_error`]: crate::is_unexpected_close_error
+    pub async fn ping(&mut self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.core.send_ping(payload.as_ref())?;
+        self.flush().await
+    }
+
+    /// Sends an unsolicited pong (a one-way heartbeat).
+    pub async fn pong(&mut self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.core.send_pong(payload.as_ref())?;
+        self.flush().await
+    }
+
+    /// Sends a close frame and writes it out, without waiting for the peer's reply: keep
+    /// calling [`recv`](Self::recv) to receive the peer's close (it returns [`Error::Closed`]).
+    pub async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::AlreadyClosed);
+        }
+        self.core.send_close(frame)?;
+        self.flush().await
+    }
+
+    /// Closes the session: sends `frame`, waits (up to the close timeout, default 10 s) for the
+    /// peer's close frame while discarding messages that still arrive, then closes the
+    /// transport. Returns how the peer closed.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<CloseError, Error> {
+        if !self.finished && self.core.close_sent().is_none() {
+            self.core.send_close(frame)?;
+        }
+        let timeout = self.opts.close_timeout;
+        let wait = async {
+            loop {
+                match self.recv().await {
+                    Ok(_) => continue,
+                    Err(Error::Closed(c)) => return Ok(c),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+                self.finished = true;
+                Err(Error::Timeout(TimeoutKind::Read))
+            }
+        }
+    }
+
+    // ---- handlers, deadlines, limits -----------------------------------------------------
+
+    /// Runs `handler` for every ping; its answer decides whether a pong is sent (gorilla's
+    /// `SetPingHandler`). The default handler answers every ping.
+    pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
+        self.core.set_auto_pong(false);
+        self.ping_handler = Some(Box::new(handler));
+    }
+
+    /// Runs `handler` for every pong (gorilla's `SetPongHandler`); e.g. to extend a deadline.
+    pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
+        self.pong_handler = Some(Box::new(handler));
+    }
+
+    /// Runs `handler` when the peer's close frame arrives; its answer is the close frame sent
+    /// back (gorilla's `SetCloseHandler`). `recv` then returns [`Error::Closed`].
+    pub fn set_close_handler(
+        &mut self,
+        handler: impl FnMut(Option<&CloseFrame>) -> CloseAction + Send + 'static,
+    ) {
+        self.core.set_auto_close_reply(false);
+        self.close_handler = Some(Box::new(handler));
+    }
+
+    /// After `deadline`, a pending [`recv`](Self::recv) returns [`TimeoutKind::Read`]; `None`
+    /// removes the deadline. Unlike gorilla, the connection stays usable after a timeout.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    }
+
+    /// After `deadline`, a pending write returns [`TimeoutKind::Write`]; `None` removes it.
+    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.write_deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    }
+
+    /// The largest message accepted from now on; bigger ones close the connection with 1009
+    /// (gorilla's `SetReadLimit`). `None` means unlimited.
+    pub fn set_read_limit(&mut self, bytes: Option<usize>) {
+        self.core.set_max_message_size(bytes);
+    }
+
+    // ---- information ---------------------------------------------------------------------
+
+    /// The subprotocol both ends agreed on, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.core.role()
+    }
+
+    /// Where the close handshake stands.
+    pub fn state(&self) -> State {
+        self.core.state()
+    }
+
+    /// The protocol core, for inspection.
+    pub fn core(&self) -> &Connection {
+        &self.core
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably. Writing to it directly corrupts the WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+}
+
+impl Conn<tokio::net::TcpStream> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// Our local address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.io.local_addr()
+    }
+}

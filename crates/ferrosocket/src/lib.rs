@@ -1,0 +1,80 @@
+//! ferrosocket: WebSocket server and client for tokio, with gorilla/websocket's feature set.
+//!
+//! - [`Upgrader`] turns an HTTP/1.1 upgrade request into a [`Conn`] (server side).
+//! - [`Conn`] reads and writes messages, answers pings, runs handlers, enforces limits and
+//!   deadlines, and reports how the session ended as a [`CloseError`].
+//! - [`PreparedMessage`] frames a message once for many connections.
+//!
+//! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
+//!
+//! # Quick start: an echo server
+//! ```no_run
+//! # async fn run() -> Result<(), ferrosocket::Error> {
+//! let upgrader = ferrosocket::Upgrader::new();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let upgrader = upgrader.clone();
+//!     tokio::spawn(async move {
+//!         let mut conn = upgrader.accept(stream).await?;
+//!         loop {
+//!             let msg = conn.recv().await?;
+//!             conn.feed(msg).await?; // replies leave together when recv has to wait
+//!         }
+//!         #[allow(unreachable_code)]
+//!         Ok::<_, ferrosocket::Error>(())
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # Close errors
+//! A session ends with [`Error::Closed`], carrying the peer's close code, or 1006 (abnormal
+//! closure) when the transport ended without a close frame. Classify it as gorilla does:
+//!
+//! ```
+//! use ferrosocket::{CloseCode, Error, is_unexpected_close_error};
+//! fn log_end(err: &Error) {
+//!     if is_unexpected_close_error(err, &[CloseCode::NORMAL_CLOSURE, CloseCode::GOING_AWAY]) {
+//!         eprintln!("connection lost: {err}");
+//!     }
+//! }
+//! ```
+//!
+//! A liveness check in the same style: send a ping; if the write fails, the peer is gone.
+//!
+//! ```no_run
+//! # async fn check(conn: &mut ferrosocket::Conn<tokio::net::TcpStream>) {
+//! use ferrosocket::{CloseCode, is_close_error};
+//! if let Err(err) = conn.ping(b"are you there").await {
+//!     if is_close_error(&err, &[CloseCode::ABNORMAL_CLOSURE]) {
+//!         // the peer vanished without a close frame
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # Concurrency
+//! `Conn` methods take `&mut self`: one task reads and writes. To read and write from two
+//! tasks, use [`Conn::split`]; the reader keeps answering pings.
+//!
+//! # Cancel safety
+//! [`Conn::recv`] and [`Conn::flush`] are cancel safe: a `recv` dropped in `tokio::select!`
+//! loses no byte, even mid-frame.
+
+mod conn;
+mod error;
+mod pool;
+mod prepared;
+mod split;
+mod upgrader;
+
+pub use conn::{CloseAction, Conn, PingAction};
+pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
+pub use pool::{BufferPool, WriteBufferPool};
+pub use prepared::PreparedMessage;
+pub use split::{ReadHalf, WriteHalf};
+pub use upgrader::{IncomingRequest, Upgrader};
+
+pub use ferrosocket_proto as proto;
+pub use ferrosocket_proto::{CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

@@ -1,0 +1,2 @@
+pub struct ReadHalf;
+pub struct WriteHalf;

@@ -1,0 +1,355 @@
+//! The server side of the opening handshake.
+
+use crate::conn::{Conn, IoOptions};
+use crate::error::{Error, TimeoutKind};
+use crate::pool::BufferPool;
+use bytes::{Bytes, BytesMut};
+use ferrosocket_proto::handshake::http::write_response;
+use ferrosocket_proto::handshake::server::{Rejection, ServerHandshake, check_same_origin};
+use ferrosocket_proto::handshake::{HandshakeError, Limits};
+use ferrosocket_proto::{Config, Connection, Role};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode, request};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+type OriginCheck = Arc<dyn Fn(&request::Parts) -> bool + Send + Sync>;
+type ErrorResponse = Arc<dyn Fn(StatusCode, &HandshakeError) -> http::Response<Bytes> + Send + Sync>;
+
+#[derive(Clone)]
+struct Inner {
+    handshake: ServerHandshake,
+    handshake_timeout: Option<Duration>,
+    config: Config,
+    io: IoOptions,
+    check_origin: Option<OriginCheck>,
+    error_response: Option<ErrorResponse>,
+    response_headers: HeaderMap,
+    enable_compression: bool,
+}
+
+/// Turns HTTP/1.1 upgrade requests into WebSocket connections (gorilla's `Upgrader`).
+///
+/// Cheap to clone and safe to share between tasks. Every option has a safe default:
+///
+/// | option | default | why |
+/// |---|---|---|
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | a client that sends its request slowly must not hold a connection (slowloris) |
+/// | [`check_origin`](Self::check_origin) | same origin (no `Origin` header: allowed) | stops other sites' pages from opening connections with the user's cookies (CSRF) |
+/// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a peer cannot make us allocate without bound |
+/// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
+/// | [`max_header_bytes`](Self::max_header_bytes) | 16 KiB (431 beyond) | bounds the request head |
+/// | [`read_buffer_size`](Self::read_buffer_size) | 8 KiB | a few messages per read; grows for large frames, shrinks when idle |
+/// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
+/// | [`close_timeout`](Self::close_timeout) | 10 s | a peer that never answers our close must not hold the connection |
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ferrosocket::Upgrader;
+/// let upgrader = Upgrader::new().subprotocols(["chat.v1"]);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// loop {
+///     let (stream, _) = listener.accept().await?;
+///     let upgrader = upgrader.clone();
+///     tokio::spawn(async move {
+///         let Ok(mut conn) = upgrader.accept(stream).await else { return };
+///         while let Ok(msg) = conn.recv().await {
+///             if conn.send(msg).await.is_err() { break }
+///         }
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Upgrader {
+    inner: Arc<Inner>,
+}
+
+impl Default for Upgrader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Upgrader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgrader")
+            .field("subprotocols", &self.inner.handshake.subprotocols_ref())
+            .field("handshake_timeout", &self.inner.handshake_timeout)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP request head read from a raw transport, with the bytes that followed it.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The request head.
+    pub request: http::Request<()>,
+    /// Bytes received after the head (a first WebSocket frame may arrive with the request).
+    pub leftover: BytesMut,
+}
+
+impl Upgrader {
+    /// An upgrader with the defaults in the table above.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                handshake: ServerHandshake::new(),
+                handshake_timeout: Some(Duration::from_secs(10)),
+                config: Config::default(),
+                io: IoOptions::default(),
+                check_origin: None,
+                error_response: None,
+                response_headers: HeaderMap::new(),
+                enable_compression: false,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// How long the whole handshake (reading the request, writing the answer) may take.
+    /// `None` waits forever (not recommended).
+    pub fn handshake_timeout(self, timeout: Option<Duration>) -> Self {
+        self.with(|i| i.handshake_timeout = timeout)
+    }
+
+    /// Bytes made room for before each read (see [`Config::read_buffer_size`]).
+    pub fn read_buffer_size(self, bytes: usize) -> Self {
+        self.with(|i| i.config = i.config.clone().read_buffer_size(bytes))
+    }
+
+    /// Queued bytes that make [`Conn::feed`] write (at least 1 KiB).
+    pub fn write_buffer_size(self, bytes: usize) -> Self {
+        self.with(|i| i.io.write_buffer_size = bytes.max(1024))
+    }
+
+    /// Largest amount of unwritten output before a connection stops reading from a peer that
+    /// does not read what it is sent (default 4 MiB).
+    pub fn max_write_buffer_size(self, bytes: usize) -> Self {
+        self.with(|i| i.io.max_write_buffer_size = bytes)
+    }
+
+    /// Shares write buffers between connections: a connection holds one only while writing.
+    pub fn write_buffer_pool(self, pool: Arc<dyn BufferPool>) -> Self {
+        self.with(|i| i.io.pool = Some(pool))
+    }
+
+    /// Subprotocols the server supports, most preferred first. The first one of these the
+    /// client offers is chosen; none in common means none is chosen (not an error).
+    pub fn subprotocols<I, S>(self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let hs = self.inner.handshake.clone().subprotocols(protocols);
+        self.with(|i| i.handshake = hs)
+    }
+
+    /// Builds the HTTP response sent when a handshake is refused (gorilla's `Error`). The
+    /// default is a short plain-text body with the status and the reason.
+    pub fn error_response(
+        self,
+        f: impl Fn(StatusCode, &HandshakeError) -> http::Response<Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|i| i.error_response = Some(Arc::new(f)))
+    }
+
+    /// Decides whether a request's `Origin` is acceptable (gorilla's `CheckOrigin`); refused
+    /// requests get 403. The default accepts requests without `Origin` and those whose
+    /// `Origin` host equals the `Host` header. To accept any origin: `.check_origin(|_| true)`.
+    pub fn check_origin(self, f: impl Fn(&request::Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.with(|i| i.check_origin = Some(Arc::new(f)))
+    }
+
+    /// Negotiate permessage-deflate (RFC 7692) when the client offers it. Default: off.
+    pub fn enable_compression(self, on: bool) -> Self {
+        self.with(|i| i.enable_compression = on)
+    }
+
+    /// Adds a header to every 101 response (e.g. `Set-Cookie`).
+    pub fn response_header(self, name: HeaderName, value: HeaderValue) -> Self {
+        self.with(|i| {
+            i.response_headers.append(name, value);
+        })
+    }
+
+    /// Largest message accepted; bigger ones close the connection with 1009. `None`: unlimited.
+    pub fn max_message_size(self, bytes: Option<usize>) -> Self {
+        self.with(|i| i.config.max_message_size = bytes)
+    }
+
+    /// Largest frame accepted; bigger ones close the connection with 1009. `None`: unlimited.
+    pub fn max_frame_size(self, bytes: Option<usize>) -> Self {
+        self.with(|i| i.config.max_frame_size = bytes)
+    }
+
+    /// Largest request head accepted; bigger ones are answered with 431.
+    pub fn max_header_bytes(self, bytes: usize) -> Self {
+        let limits = Limits {
+            max_header_bytes: bytes,
+            ..*self.inner.handshake.limits_ref()
+        };
+        let hs = self.inner.handshake.clone().limits(limits);
+        self.with(|i| i.handshake = hs)
+    }
+
+    /// How long [`Conn::close`] waits for the peer's close frame.
+    pub fn close_timeout(self, timeout: Duration) -> Self {
+        self.with(|i| i.io.close_timeout = timeout)
+    }
+
+    /// Replaces the protocol core's whole configuration.
+    pub fn config(self, config: Config) -> Self {
+        self.with(|i| i.config = config)
+    }
+
+    /// Reads the handshake request from `io` and upgrades it, or answers with an error status.
+    ///
+    /// # Errors
+    /// [`Error::Handshake`] when the request was refused (the error response was sent),
+    /// [`Error::Timeout`] after the handshake timeout, [`Error::Io`] on transport errors.
+    pub async fn accept<S>(&self, mut io: S) -> Result<Conn<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let work = async {
+            let incoming = self.read_request_inner(&mut io).await?;
+            self.upgrade_inner(io, &incoming.request, &incoming.leftover)
+                .await
+        };
+        self.timed(work).await
+    }
+
+    /// Reads one HTTP request head from a raw transport, so that a server can route on it:
+    /// upgrade it with [`upgrade`](Self::upgrade), or answer plain HTTP itself. A malformed or
+    /// oversized head is answered (400/431) before the error is returned.
+    pub async fn read_request<S>(&self, io: &mut S) -> Result<IncomingRequest, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.timed(self.read_request_inner(io)).await
+    }
+
+    /// Upgrades a request that was already read (see [`read_request`](Self::read_request)).
+    /// `leftover` is whatever arrived after the request head.
+    pub async fn upgrade<S>(
+        &self,
+        io: S,
+        request: &http::Request<()>,
+        leftover: &[u8],
+    ) -> Result<Conn<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.timed(self.upgrade_inner(io, request, leftover)).await
+    }
+
+    async fn timed<T>(&self, work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        match self.inner.handshake_timeout {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .unwrap_or(Err(Error::Timeout(TimeoutKind::Handshake))),
+            None => work.await,
+        }
+    }
+
+    async fn read_request_inner<S>(&self, io: &mut S) -> Result<IncomingRequest, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            match self.inner.handshake.read_request(&mut buf) {
+                Ok(Some(request)) => {
+                    return Ok(IncomingRequest {
+                        request,
+                        leftover: buf,
+                    });
+                }
+                Ok(None) => {}
+                Err(rejection) => return Err(self.reject(io, rejection).await),
+            }
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(1024);
+            }
+            if io.read_buf(&mut buf).await? == 0 {
+                return Err(Error::Closed(crate::CloseError::abnormal(
+                    "connection closed before the handshake request was complete",
+                )));
+            }
+        }
+    }
+
+    async fn upgrade_inner<S>(
+        &self,
+        mut io: S,
+        request: &http::Request<()>,
+        leftover: &[u8],
+    ) -> Result<Conn<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (parts, ()) = request.clone().into_parts();
+        let mut accepted = match self.inner.handshake.validate(&parts) {
+            Ok(a) => a,
+            Err(rejection) => return Err(self.reject(&mut io, rejection).await),
+        };
+        let origin_ok = match &self.inner.check_origin {
+            Some(check) => check(&parts),
+            None => check_same_origin(&parts).is_ok(),
+        };
+        if !origin_ok {
+            return Err(self
+                .reject(&mut io, Rejection::from(HandshakeError::OriginNotAllowed))
+                .await);
+        }
+        for (name, value) in &self.inner.response_headers {
+            accepted
+                .response
+                .headers_mut()
+                .append(name.clone(), value.clone());
+        }
+        let mut head = Vec::with_capacity(256);
+        accepted.write_to(&mut head);
+        io.write_all(&head).await?;
+        io.flush().await?;
+        let mut core = Connection::new(Role::Server, self.inner.config.clone());
+        core.receive(leftover);
+        Ok(Conn::from_parts(
+            io,
+            core,
+            self.inner.io.clone(),
+            accepted.negotiated.subprotocol,
+        ))
+    }
+
+    /// Answers a refused handshake and returns the error to report.
+    async fn reject<S>(&self, io: &mut S, rejection: Rejection) -> Error
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let mut out = Vec::with_capacity(256);
+        match &self.inner.error_response {
+            Some(f) => {
+                let resp = f(rejection.status, &rejection.error);
+                let mut headers = resp.headers().clone();
+                for (name, value) in &rejection.headers() {
+                    headers.entry(name.clone()).or_insert(value.clone());
+                }
+                write_response(resp.status(), &headers, resp.body(), &mut out);
+            }
+            None => rejection.write_default_response(&mut out),
+        }
+        // The peer may already be gone; the handshake error is what matters.
+        let _ = io.write_all(&out).await;
+        let _ = io.flush().await;
+        let _ = io.shutdown().await;
+        Error::Handshake(rejection.error)
+    }
+}
