@@ -85,6 +85,7 @@ pub struct Conn<S> {
     pong_handler: Option<PongHandler>,
     close_handler: Option<CloseHandler>,
     read_deadline: Option<Pin<Box<Sleep>>>,
+    read_deadline_at: Option<Instant>,
     write_deadline: Option<Pin<Box<Sleep>>>,
     close_timer: Option<Pin<Box<Sleep>>>,
     ending: Option<Error>,
@@ -116,6 +117,7 @@ where
             pong_handler: None,
             close_handler: None,
             read_deadline: None,
+            read_deadline_at: None,
             write_deadline: None,
             close_timer: None,
             ending: None,
@@ -398,6 +400,20 @@ where
         Ok(())
     }
 
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.core.pending_output_len()
+    }
+
+    pub(crate) fn write_buffer_size(&self) -> usize {
+        self.opts.write_buffer_size
+    }
+
+    pub(crate) fn queue_close(&mut self, frame: CloseFrame) -> Result<(), Error> {
+        self.core.send_close(Some(frame))?;
+        Ok(())
+    }
+
     /// Sends a message and writes it out.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         self.queue(msg.into())?;
@@ -534,6 +550,7 @@ where
     /// After `deadline`, a pending [`recv`](Self::recv) returns [`TimeoutKind::Read`]; `None`
     /// removes the deadline. Unlike gorilla, the connection stays usable after a timeout.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline_at = deadline;
         self.read_deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     }
 
@@ -578,6 +595,31 @@ where
     /// The transport, mutably. Writing to it directly corrupts the WebSocket stream.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.io
+    }
+}
+
+/// A `Conn` taken apart for [`Conn::split`].
+pub(crate) struct SplitParts<S> {
+    pub(crate) io: S,
+    pub(crate) core: Connection,
+    pub(crate) opts: IoOptions,
+    pub(crate) ping_handler: Option<PingHandler>,
+    pub(crate) pong_handler: Option<PongHandler>,
+    pub(crate) close_handler: Option<CloseHandler>,
+    pub(crate) read_deadline: Option<Instant>,
+}
+
+impl<S> Conn<S> {
+    pub(crate) fn into_split_parts(self) -> SplitParts<S> {
+        SplitParts {
+            io: self.io,
+            core: self.core,
+            opts: self.opts,
+            ping_handler: self.ping_handler,
+            pong_handler: self.pong_handler,
+            close_handler: self.close_handler,
+            read_deadline: self.read_deadline_at,
+        }
     }
 }
 

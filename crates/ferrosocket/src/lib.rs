@@ -67,6 +67,8 @@ mod error;
 mod pool;
 mod prepared;
 mod split;
+#[cfg(feature = "stream")]
+mod stream;
 mod upgrader;
 
 pub use conn::{CloseAction, Conn, PingAction};
