@@ -3,6 +3,7 @@
 //! See the [crate documentation](crate) for the call-order contract.
 
 use crate::close::{ClosePayloadError, parse_close_payload, truncate_reason};
+use crate::extensions::deflate::{DeflateCodec, DeflateConfig, DeflateParams, SharedCompression};
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::mask::{MaskSource, OsMaskSource, apply_mask};
 use crate::output::OutQueue;
@@ -58,13 +59,18 @@ struct InFrame {
     len: usize,
     done: usize,
     check_utf8: bool,
+    /// RSV1 on the first frame: the message is permessage-deflate compressed.
+    compressed: bool,
 }
 
 /// A fragmented message being reassembled.
 #[derive(Debug)]
 struct Assembly {
     kind: MessageKind,
+    /// The payload so far (inflated, for a compressed message).
     buf: BytesMut,
+    compressed: bool,
+    inflated: Vec<u8>,
 }
 
 /// Payloads above this size are queued as their own chunk instead of being copied next to
@@ -111,6 +117,9 @@ pub struct Connection {
     role: Role,
     config: Config,
     deflate_negotiated: bool,
+    deflate: Option<DeflateCodec>,
+    write_compression: bool,
+    sending_compressed: bool,
 
     rbuf: BytesMut,
     frame: Option<InFrame>,
@@ -148,6 +157,9 @@ impl Connection {
             role,
             config,
             deflate_negotiated: false,
+            deflate: None,
+            write_compression: true,
+            sending_compressed: false,
             rbuf: BytesMut::new(),
             frame: None,
             assembly: None,
@@ -168,6 +180,40 @@ impl Connection {
     /// Replaces where client mask keys come from (default: the OS CSPRNG).
     pub fn set_mask_source(&mut self, keys: Box<dyn MaskSource>) {
         self.keys = keys;
+    }
+
+    /// Turns on permessage-deflate with the parameters the handshake agreed on. Call it before
+    /// any frame is exchanged.
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        self.deflate_negotiated = true;
+        self.deflate = Some(DeflateCodec::new(params, config, self.role == Role::Server));
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Compress outgoing messages (when permessage-deflate is in use and they pass the size
+    /// threshold). Default: on. gorilla's `EnableWriteCompression`.
+    pub fn set_write_compression(&mut self, on: bool) {
+        self.write_compression = on;
+    }
+
+    /// When messages we send are compressed without carrying context between them, the
+    /// settings that decide their bytes: a compressed frame can then be shared between
+    /// connections with equal settings (see `PreparedMessage`). `None` otherwise.
+    pub fn shared_compression(&self) -> Option<SharedCompression> {
+        if !self.write_compression {
+            return None;
+        }
+        self.deflate.as_ref().and_then(|c| c.shareable())
+    }
+
+    /// Whether messages sent now would go through permessage-deflate (context takeover or
+    /// not).
+    pub fn compresses_writes(&self) -> bool {
+        self.write_compression && self.deflate.is_some()
     }
 
     // ---- getters -------------------------------------------------------------------------
@@ -378,14 +424,13 @@ impl Connection {
                 return Err(ProtocolError::ControlTooLong(h.payload_len));
             }
         } else {
-            if let Some(limit) = self.config.max_frame_size {
-                if h.payload_len > limit as u64 {
+            if let Some(limit) = self.config.max_frame_size
+                && h.payload_len > limit as u64 {
                     return Err(ProtocolError::FrameTooLarge {
                         size: h.payload_len,
                         limit,
                     });
                 }
-            }
             let so_far = match (&self.assembly, opcode) {
                 (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
                 (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
@@ -404,12 +449,18 @@ impl Connection {
             size: h.payload_len,
             limit: usize::MAX,
         })?;
+        let compressed = match (&self.assembly, opcode) {
+            (Some(a), OpCode::Continuation) => a.compressed,
+            _ => h.rsv1,
+        };
         let check_utf8 = match opcode {
             OpCode::Text => {
                 self.utf8.reset();
-                true
+                !compressed
             }
-            OpCode::Continuation => matches!(&self.assembly, Some(a) if a.kind == MessageKind::Text),
+            OpCode::Continuation => {
+                matches!(&self.assembly, Some(a) if a.kind == MessageKind::Text && !a.compressed)
+            }
             _ => false,
         };
         Ok(InFrame {
@@ -419,6 +470,7 @@ impl Connection {
             len,
             done: 0,
             check_utf8,
+            compressed,
         })
     }
 
@@ -458,30 +510,79 @@ impl Connection {
                 } else {
                     MessageKind::Binary
                 };
-                if f.fin {
-                    return self.complete(kind, payload).map(Some);
+                if f.compressed {
+                    let mut inflated = Vec::new();
+                    self.inflate(kind, &payload, f.fin, &mut inflated)?;
+                    if f.fin {
+                        return self.complete(kind, Bytes::from(inflated)).map(Some);
+                    }
+                    self.assembly = Some(Assembly {
+                        kind,
+                        buf: BytesMut::new(),
+                        compressed: true,
+                        inflated,
+                    });
+                    return Ok(None);
                 }
-                self.assembly = Some(Assembly { kind, buf: payload });
+                if f.fin {
+                    return self.complete(kind, payload.freeze()).map(Some);
+                }
+                self.assembly = Some(Assembly {
+                    kind,
+                    buf: payload,
+                    compressed: false,
+                    inflated: Vec::new(),
+                });
                 Ok(None)
             }
             OpCode::Continuation => {
-                let Some(a) = self.assembly.as_mut() else {
+                let Some(mut a) = self.assembly.take() else {
                     return Err(self.fail_with(ProtocolError::UnexpectedContinuation));
                 };
-                a.buf.extend_from_slice(&payload);
+                if a.compressed {
+                    self.inflate(a.kind, &payload, f.fin, &mut a.inflated)?;
+                } else {
+                    a.buf.extend_from_slice(&payload);
+                }
                 if !f.fin {
+                    self.assembly = Some(a);
                     return Ok(None);
                 }
-                match self.assembly.take() {
-                    Some(a) => self.complete(a.kind, a.buf).map(Some),
-                    None => Ok(None),
-                }
+                let body = if a.compressed {
+                    Bytes::from(a.inflated)
+                } else {
+                    a.buf.freeze()
+                };
+                self.complete(a.kind, body).map(Some)
             }
         }
     }
 
-    fn complete(&mut self, kind: MessageKind, payload: BytesMut) -> Result<Event, ReadError> {
-        let payload = payload.freeze();
+    /// Inflates one frame of a compressed message into `out`, checking the inflated size
+    /// against the message limit and the inflated text as UTF-8 as it grows.
+    fn inflate(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReadError> {
+        let start = out.len();
+        let limit = self.config.max_message_size;
+        let result = match &mut self.deflate {
+            Some(codec) => codec.decompress(payload, fin, out, limit),
+            None => Err(ProtocolError::ReservedBits),
+        };
+        if let Err(e) = result {
+            return Err(self.fail_with(e));
+        }
+        if kind == MessageKind::Text && self.utf8.feed(&out[start..]).is_err() {
+            return Err(self.fail_with(ProtocolError::InvalidUtf8));
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, kind: MessageKind, payload: Bytes) -> Result<Event, ReadError> {
         Ok(Event::Message(match kind {
             MessageKind::Binary => Message::Binary(payload),
             MessageKind::Text => {
@@ -495,11 +596,14 @@ impl Connection {
 
     fn fail_with(&mut self, error: ProtocolError) -> ReadError {
         if self.failed.is_none() {
-            let reason = error.to_string();
-            self.queue_close(Some(&CloseFrame::new(
-                error.close_code(),
-                truncate_reason(&reason),
-            )));
+            // At most one close frame: if ours is already out, just stop reading.
+            if self.close_sent.is_none() {
+                let reason = error.to_string();
+                self.queue_close(Some(&CloseFrame::new(
+                    error.close_code(),
+                    truncate_reason(&reason),
+                )));
+            }
             self.failed = Some(error.clone());
             self.rbuf = BytesMut::new();
             self.frame = None;
@@ -512,6 +616,10 @@ impl Connection {
 
     /// Queues a whole message as one frame.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
         let kind = message.kind();
         self.send_fragment(kind, message.into_bytes(), true)
     }
@@ -527,8 +635,27 @@ impl Connection {
                 MessageKind::Binary => OpCode::Binary,
             },
         };
+        if self.sending.is_none() {
+            self.sending_compressed = self.write_compression
+                && self
+                    .deflate
+                    .as_ref()
+                    .is_some_and(|c| !fin || payload.len() >= c.threshold);
+        }
         self.sending = if fin { None } else { Some(kind) };
-        self.write_payload(opcode, fin, payload);
+        if self.sending_compressed {
+            let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+            if let Some(codec) = &mut self.deflate {
+                // Compressing our own data cannot fail short of a zlib bug; send it
+                // uncompressed rather than lose it.
+                if codec.compress(&payload, fin, &mut out).is_ok() {
+                    let first = opcode != OpCode::Continuation;
+                    self.write_payload(opcode, fin, first, Bytes::from(out));
+                    return Ok(());
+                }
+            }
+        }
+        self.write_payload(opcode, fin, false, payload);
         Ok(())
     }
 
@@ -563,11 +690,10 @@ impl Connection {
         if self.close_sent.is_some() || self.failed.is_some() || self.abnormal || self.aborted {
             return Err(SendError::Closed);
         }
-        if let Some(f) = &frame {
-            if !f.code.is_sendable() {
+        if let Some(f) = &frame
+            && !f.code.is_sendable() {
                 return Err(SendError::InvalidCloseCode(f.code.as_u16()));
             }
-        }
         self.queue_close(frame.as_ref());
         Ok(())
     }
@@ -632,7 +758,12 @@ impl Connection {
 
     /// Queues a frame, copying the payload next to its header (masking it for a client).
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let h = self.header(opcode, fin, payload.len());
+        self.write_frame_rsv(opcode, fin, false, payload);
+    }
+
+    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
+        let mut h = self.header(opcode, fin, payload.len());
+        h.rsv1 = rsv1;
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = h.encode(&mut hbuf);
         let tail = self.out.tail_mut(hlen + payload.len());
@@ -645,15 +776,16 @@ impl Connection {
     }
 
     /// Queues a data frame, without copying a large payload when no masking is needed.
-    fn write_payload(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+    fn write_payload(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
         if self.role == Role::Server && payload.len() > COPY_THRESHOLD {
-            let h = self.header(opcode, fin, payload.len());
+            let mut h = self.header(opcode, fin, payload.len());
+            h.rsv1 = rsv1;
             let mut hbuf = [0u8; MAX_HEADER_LEN];
             let hlen = h.encode(&mut hbuf);
             self.out.tail_mut(hlen).extend_from_slice(&hbuf[..hlen]);
             self.out.push_chunk(payload);
         } else {
-            self.write_frame(opcode, fin, &payload);
+            self.write_frame_rsv(opcode, fin, rsv1, &payload);
         }
     }
 

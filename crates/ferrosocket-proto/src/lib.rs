@@ -25,6 +25,7 @@ pub mod close;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

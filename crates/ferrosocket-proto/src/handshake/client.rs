@@ -42,6 +42,7 @@ use super::{
     HandshakeError, Negotiated, WEBSOCKET_VERSION, accept_key, extension_name, generate_key,
     header_has_token, header_tokens, split_extension_list,
 };
+use crate::extensions::deflate::{DeflateConfig, EXTENSION_NAME, client_offer, negotiate_client};
 
 /// Where to connect for a WebSocket URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -193,6 +194,7 @@ pub struct ClientHandshake {
     key: String,
     protocols: Vec<String>,
     extensions: Vec<String>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl ClientHandshake {
@@ -258,9 +260,28 @@ impl ClientHandshake {
                 key,
                 protocols,
                 extensions,
+                deflate: None,
             },
             req,
         ))
+    }
+
+    /// Adds a permessage-deflate offer built from `config` to `request` (the request
+    /// returned by [`new`](Self::new)); [`verify`](Self::verify) then checks the server's
+    /// answer against it (RFC 7692 §7.1) and reports the agreed parameters.
+    pub fn offer_deflate(&mut self, config: DeflateConfig, request: &mut Request<()>) {
+        let offer = client_offer(&config);
+        if let Ok(value) = HeaderValue::try_from(offer) {
+            request.headers_mut().append(SEC_WEBSOCKET_EXTENSIONS, value);
+            if !self
+                .extensions
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(EXTENSION_NAME))
+            {
+                self.extensions.push(EXTENSION_NAME.to_owned());
+            }
+            self.deflate = Some(config);
+        }
     }
 
     /// The `Sec-WebSocket-Key` that was sent.
@@ -349,9 +370,15 @@ impl ClientHandshake {
             }
         }
         let extensions = (!accepted.is_empty()).then(|| accepted.join(", "));
+        let deflate = match (&self.deflate, &extensions) {
+            (Some(cfg), Some(value)) => negotiate_client([value.as_str()], cfg)
+                .map_err(|e| HandshakeError::UnexpectedExtension(e.0))?,
+            _ => None,
+        };
         Ok(Negotiated {
             subprotocol,
             extensions,
+            deflate,
         })
     }
 }

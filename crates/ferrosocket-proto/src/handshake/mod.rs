@@ -336,10 +336,12 @@ pub struct Negotiated {
     /// The selected `Sec-WebSocket-Protocol`, if any (RFC 6455 §1.9).
     pub subprotocol: Option<String>,
     /// The raw accepted `Sec-WebSocket-Extensions` value, if any (several
-    /// response lines are joined with `", "`). The server in this module
-    /// never accepts an extension yet; a client gets one only if it offered
-    /// it.
+    /// response lines are joined with `", "`). A client gets one only if it
+    /// offered it.
     pub extensions: Option<String>,
+    /// The permessage-deflate parameters, when compression was agreed on:
+    /// pass them to [`Connection::enable_deflate`](crate::Connection::enable_deflate).
+    pub deflate: Option<crate::extensions::deflate::DeflateParams>,
 }
 
 #[cfg(test)]

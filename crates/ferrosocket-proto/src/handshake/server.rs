@@ -45,6 +45,8 @@ use super::http as wire;
 use super::{
     HandshakeError, Limits, Negotiated, WEBSOCKET_VERSION, accept_key, header_has_token, header_tokens,
 };
+use crate::extensions::deflate::{DeflateConfig, negotiate_server};
+use crate::extensions::parse_extensions;
 
 /// Standard base64 with padding, tolerant of non-zero trailing bits, used
 /// to check that a client key is 16 bytes. Tolerance costs nothing here:
@@ -61,6 +63,7 @@ const KEY_ENGINE: GeneralPurpose = GeneralPurpose::new(
 pub struct ServerHandshake {
     subprotocols: Vec<String>,
     limits: Limits,
+    deflate: Option<DeflateConfig>,
 }
 
 impl ServerHandshake {
@@ -68,6 +71,14 @@ impl ServerHandshake {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Accepts permessage-deflate (RFC 7692) offers with this configuration; `None` (the
+    /// default) declines every extension.
+    #[must_use]
+    pub fn deflate(mut self, config: Option<DeflateConfig>) -> Self {
+        self.deflate = config;
+        self
     }
 
     /// Sets the subprotocols this server speaks, most preferred first.
@@ -187,6 +198,20 @@ impl ServerHandshake {
         if let Some((name, value)) = chosen {
             h.insert(SEC_WEBSOCKET_PROTOCOL, value);
             negotiated.subprotocol = Some(name);
+        }
+        if let Some(cfg) = &self.deflate {
+            // A malformed offer list declines compression; it does not fail the handshake.
+            let values = headers
+                .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            if let Ok(offers) = parse_extensions(values)
+                && let Some((params, answer)) = negotiate_server(&offers, cfg)
+                    && let Ok(value) = HeaderValue::try_from(answer.as_str()) {
+                        h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+                        negotiated.extensions = Some(answer);
+                        negotiated.deflate = Some(params);
+                    }
         }
         Ok(Accepted { response, negotiated })
     }

@@ -1,0 +1,540 @@
+//! permessage-deflate (RFC 7692): negotiation and the per-message codec.
+//!
+//! Both directions support context takeover (the compressor's window carries over between
+//! messages) and window sizes of 8 to 15 bits. zlib cannot compress with an 8-bit window
+//! (raw deflate rejects it), so when the peer limits our window to 8 bits we send stored
+//! (uncompressed) deflate blocks, which any window decodes. We always inflate with a 15-bit
+//! window: it decodes every stream a smaller window could produce.
+//!
+//! # Memory
+//! A compressor holds about `2^(w+2) + 2^(memLevel+9)` bytes of zlib state (w = window bits,
+//! memLevel 8): 256 KiB at w = 15, 136 KiB at w = 10; an inflater about 40 KiB at w = 15.
+//! With context takeover that state lives as long as the connection. To trade ratio for
+//! memory: negotiate `server_no_context_takeover` (and `client_no_context_takeover`) and set
+//! [`DeflateConfig::low_memory`], which frees the state after every message; or lower the
+//! window bits.
+
+use super::{ExtensionOffer, parse_extensions};
+use crate::ProtocolError;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// The extension's registered name.
+pub const EXTENSION_NAME: &str = "permessage-deflate";
+
+/// What this end asks for and accepts. Server and client read the fields from their own side.
+///
+/// ```
+/// use ferrosocket_proto::extensions::deflate::DeflateConfig;
+/// let cfg = DeflateConfig::default().server_no_context_takeover(true).low_memory(true);
+/// assert!(cfg.server_no_context_takeover);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// zlib level, 0 (store) to 9 (best). Default 1: most of the ratio on text at a fraction
+    /// of the CPU of level 6 (gorilla makes the same choice).
+    pub level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 64: below that
+    /// deflate's overhead usually exceeds what it saves.
+    pub threshold: usize,
+    /// The server does not carry its compression context between messages. A server sets it
+    /// to save memory; a client sets it to ask for it. Default `false`.
+    pub server_no_context_takeover: bool,
+    /// The client does not carry its compression context between messages. A server sets it
+    /// to require it; a client sets it to promise it. Default `false`.
+    pub client_no_context_takeover: bool,
+    /// Largest window the server compresses with (8-15). A server caps its own window with
+    /// it; a client asks the server for it. Default 15.
+    pub server_max_window_bits: u8,
+    /// Largest window the client compresses with (8-15). A server limits the client with it
+    /// (when the client allows); a client offers it. Default 15.
+    pub client_max_window_bits: u8,
+    /// Free compressor and inflater state after each message whenever context takeover is off
+    /// for that direction (slower, much less memory per idle connection). Default `false`.
+    pub low_memory: bool,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self {
+            level: 1,
+            threshold: 64,
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            low_memory: false,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Sets [`level`](Self::level) (clamped to 0-9).
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+    /// Sets [`threshold`](Self::threshold).
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+    /// Sets [`server_no_context_takeover`](Self::server_no_context_takeover).
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+    /// Sets [`client_no_context_takeover`](Self::client_no_context_takeover).
+    pub fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+    /// Sets [`server_max_window_bits`](Self::server_max_window_bits) (clamped to 8-15).
+    pub fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+    /// Sets [`client_max_window_bits`](Self::client_max_window_bits) (clamped to 8-15).
+    pub fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+    /// Sets [`low_memory`](Self::low_memory).
+    pub fn low_memory(mut self, on: bool) -> Self {
+        self.low_memory = on;
+        self
+    }
+}
+
+/// What both ends agreed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// The server resets its compressor after every message.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compressor after every message.
+    pub client_no_context_takeover: bool,
+    /// The server's compression window, in bits.
+    pub server_max_window_bits: u8,
+    /// The client's compression window, in bits.
+    pub client_max_window_bits: u8,
+}
+
+/// Why a permessage-deflate offer or response is unacceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid permessage-deflate parameters: {0}")]
+pub struct DeflateNegotiationError(pub String);
+
+fn bits(value: &str) -> Option<u8> {
+    // RFC 7692 §7.1.2: 1*DIGIT without leading zeros, 8..=15.
+    if value.starts_with('0') {
+        return None;
+    }
+    value.parse::<u8>().ok().filter(|b| (8..=15).contains(b))
+}
+
+/// The parameters of one offer or response, checked for unknown, duplicate and invalid ones.
+#[derive(Debug, Default)]
+struct Parsed {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `Some(None)`: present without a value.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+fn parse_params(offer: &ExtensionOffer) -> Result<Parsed, DeflateNegotiationError> {
+    let mut p = Parsed::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &offer.params {
+        let key = name.to_ascii_lowercase();
+        if seen.contains(&key.as_str()) {
+            return Err(DeflateNegotiationError(format!("duplicate parameter {name}")));
+        }
+        let bad = || DeflateNegotiationError(format!("bad value for {name}"));
+        match (key.as_str(), value.as_deref()) {
+            ("server_no_context_takeover", None) => p.server_no_context_takeover = true,
+            ("client_no_context_takeover", None) => p.client_no_context_takeover = true,
+            ("server_max_window_bits", Some(v)) => p.server_max_window_bits = Some(bits(v).ok_or_else(bad)?),
+            ("client_max_window_bits", None) => p.client_max_window_bits = Some(None),
+            ("client_max_window_bits", Some(v)) => {
+                p.client_max_window_bits = Some(Some(bits(v).ok_or_else(bad)?))
+            }
+            ("server_no_context_takeover" | "client_no_context_takeover" | "server_max_window_bits", _) => {
+                return Err(bad());
+            }
+            _ => return Err(DeflateNegotiationError(format!("unknown parameter {name}"))),
+        }
+        seen.push(match key.as_str() {
+            "server_no_context_takeover" => "server_no_context_takeover",
+            "client_no_context_takeover" => "client_no_context_takeover",
+            "server_max_window_bits" => "server_max_window_bits",
+            _ => "client_max_window_bits",
+        });
+    }
+    Ok(p)
+}
+
+/// Server side (RFC 7692 §5, §7.1): accepts the first permessage-deflate offer in `offers`
+/// that is valid and compatible with `cfg`; returns the agreed parameters and the
+/// `Sec-WebSocket-Extensions` response element. Invalid offers are declined, not fatal.
+///
+/// ```
+/// use ferrosocket_proto::extensions::{parse_extensions, deflate::{negotiate_server, DeflateConfig}};
+/// let offers = parse_extensions(["permessage-deflate; foo, permessage-deflate; server_max_window_bits=10"]).unwrap();
+/// let (params, header) = negotiate_server(&offers, &DeflateConfig::default()).unwrap();
+/// assert_eq!(params.server_max_window_bits, 10);
+/// assert_eq!(header, "permessage-deflate; server_max_window_bits=10");
+/// ```
+pub fn negotiate_server(offers: &[ExtensionOffer], cfg: &DeflateConfig) -> Option<(DeflateParams, String)> {
+    for offer in offers
+        .iter()
+        .filter(|o| o.name.eq_ignore_ascii_case(EXTENSION_NAME))
+    {
+        let Ok(p) = parse_params(offer) else { continue };
+        let server_nct = p.server_no_context_takeover || cfg.server_no_context_takeover;
+        let client_nct = p.client_no_context_takeover || cfg.client_no_context_takeover;
+        let server_bits = p
+            .server_max_window_bits
+            .unwrap_or(15)
+            .min(cfg.server_max_window_bits);
+        // §7.1.2.2: only if the client sent client_max_window_bits may the response carry it.
+        let client_bits = match p.client_max_window_bits {
+            Some(offered) => offered.unwrap_or(15).min(cfg.client_max_window_bits),
+            None if cfg.client_max_window_bits < 15 => continue, // we need a limit the client can't take
+            None => 15,
+        };
+        let mut header = String::from(EXTENSION_NAME);
+        if server_nct {
+            header.push_str("; server_no_context_takeover");
+        }
+        if client_nct {
+            header.push_str("; client_no_context_takeover");
+        }
+        if p.server_max_window_bits.is_some() || server_bits < 15 {
+            header.push_str(&format!("; server_max_window_bits={server_bits}"));
+        }
+        if matches!(p.client_max_window_bits, Some(Some(_))) || client_bits < 15 {
+            header.push_str(&format!("; client_max_window_bits={client_bits}"));
+        }
+        let params = DeflateParams {
+            server_no_context_takeover: server_nct,
+            client_no_context_takeover: client_nct,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+        };
+        return Some((params, header));
+    }
+    None
+}
+
+/// Client side: the offer to send in `Sec-WebSocket-Extensions`.
+///
+/// ```
+/// use ferrosocket_proto::extensions::deflate::{client_offer, DeflateConfig};
+/// assert_eq!(client_offer(&DeflateConfig::default()), "permessage-deflate; client_max_window_bits");
+/// ```
+pub fn client_offer(cfg: &DeflateConfig) -> String {
+    let mut s = String::from(EXTENSION_NAME);
+    if cfg.server_no_context_takeover {
+        s.push_str("; server_no_context_takeover");
+    }
+    if cfg.client_no_context_takeover {
+        s.push_str("; client_no_context_takeover");
+    }
+    if cfg.server_max_window_bits < 15 {
+        s.push_str(&format!(
+            "; server_max_window_bits={}",
+            cfg.server_max_window_bits
+        ));
+    }
+    if cfg.client_max_window_bits < 15 {
+        s.push_str(&format!(
+            "; client_max_window_bits={}",
+            cfg.client_max_window_bits
+        ));
+    } else {
+        s.push_str("; client_max_window_bits");
+    }
+    s
+}
+
+/// Client side: checks the server's response against what `cfg` offered (RFC 7692 §7.1).
+/// `response` is the full `Sec-WebSocket-Extensions` value(s) of the 101 response. Returns
+/// `Ok(None)` when the server declined compression.
+pub fn negotiate_client<'a>(
+    response: impl IntoIterator<Item = &'a str>,
+    cfg: &DeflateConfig,
+) -> Result<Option<DeflateParams>, DeflateNegotiationError> {
+    let elements = parse_extensions(response).map_err(|e| DeflateNegotiationError(e.0))?;
+    let mut found = None;
+    for e in &elements {
+        if !e.name.eq_ignore_ascii_case(EXTENSION_NAME) {
+            return Err(DeflateNegotiationError(format!(
+                "server accepted unoffered extension {}",
+                e.name
+            )));
+        }
+        if found.is_some() {
+            return Err(DeflateNegotiationError(
+                "server accepted permessage-deflate twice".into(),
+            ));
+        }
+        found = Some(e);
+    }
+    let Some(e) = found else { return Ok(None) };
+    let p = parse_params(e)?;
+    if cfg.server_no_context_takeover && !p.server_no_context_takeover {
+        return Err(DeflateNegotiationError(
+            "server ignored server_no_context_takeover".into(),
+        ));
+    }
+    let server_bits = p.server_max_window_bits.unwrap_or(15);
+    if cfg.server_max_window_bits < 15 && server_bits > cfg.server_max_window_bits {
+        return Err(DeflateNegotiationError(
+            "server_max_window_bits above the offer".into(),
+        ));
+    }
+    let client_bits = match p.client_max_window_bits {
+        None => cfg.client_max_window_bits,
+        Some(None) => {
+            return Err(DeflateNegotiationError(
+                "client_max_window_bits needs a value".into(),
+            ));
+        }
+        Some(Some(b)) if b > cfg.client_max_window_bits => {
+            return Err(DeflateNegotiationError(
+                "client_max_window_bits above the offer".into(),
+            ));
+        }
+        Some(Some(b)) => b,
+    };
+    Ok(Some(DeflateParams {
+        server_no_context_takeover: p.server_no_context_takeover,
+        client_no_context_takeover: p.client_no_context_takeover || cfg.client_no_context_takeover,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+    }))
+}
+
+/// Settings under which a compressed message is the same bytes on every connection: the
+/// sender carries no context between messages, so the output depends only on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SharedCompression {
+    /// The sender's window bits.
+    pub window_bits: u8,
+    /// The zlib level.
+    pub level: u32,
+    /// Messages below this size are not compressed.
+    pub threshold: usize,
+}
+
+impl SharedCompression {
+    /// Compresses a whole message as a connection with these settings would (without the
+    /// RFC 7692 tail), or `None` if it stays uncompressed (below the threshold).
+    pub fn compress(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        if payload.len() < self.threshold {
+            return None;
+        }
+        let params = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: self.window_bits,
+            client_max_window_bits: self.window_bits,
+        };
+        let cfg = DeflateConfig::default().level(self.level).low_memory(true);
+        let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+        DeflateCodec::new(&params, &cfg, true)
+            .compress(payload, true, &mut out)
+            .ok()?;
+        Some(out)
+    }
+}
+
+/// The tail a sync flush leaves, removed from each compressed message (RFC 7692 §7.2.1).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The per-connection codec: compresses what we send, inflates what we receive.
+pub(crate) struct DeflateCodec {
+    level: u32,
+    pub(crate) threshold: usize,
+    low_memory: bool,
+    send_window: u8,
+    send_reset: bool,
+    recv_reset: bool,
+    compressor: Option<Compress>,
+    decompressor: Option<Decompress>,
+}
+
+impl std::fmt::Debug for DeflateCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeflateCodec")
+            .field("send_window", &self.send_window)
+            .field("send_reset", &self.send_reset)
+            .field("recv_reset", &self.recv_reset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeflateCodec {
+    pub(crate) fn new(params: &DeflateParams, cfg: &DeflateConfig, is_server: bool) -> Self {
+        let (send_window, send_reset, recv_reset) = if is_server {
+            (
+                params.server_max_window_bits,
+                params.server_no_context_takeover,
+                params.client_no_context_takeover,
+            )
+        } else {
+            (
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+                params.server_no_context_takeover,
+            )
+        };
+        Self {
+            level: cfg.level,
+            threshold: cfg.threshold,
+            low_memory: cfg.low_memory,
+            send_window,
+            send_reset,
+            recv_reset,
+            compressor: None,
+            decompressor: None,
+        }
+    }
+
+    /// Whether a compressed frame from this codec can be shared with other connections
+    /// (no context carried between messages), and with which settings.
+    pub(crate) fn shareable(&self) -> Option<SharedCompression> {
+        self.send_reset.then_some(SharedCompression {
+            window_bits: self.send_window,
+            level: self.level,
+            threshold: self.threshold,
+        })
+    }
+
+    /// Compresses one fragment (`fin`: the message's last) and appends it to `out`.
+    pub(crate) fn compress(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        // zlib cannot compress with an 8-bit raw window: store instead (level 0 emits no
+        // back-references, so any window decodes it).
+        let (level, window) = if self.send_window == 8 {
+            (0, 9)
+        } else {
+            (self.level, self.send_window)
+        };
+        let c = self
+            .compressor
+            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, window));
+        let start_in = c.total_in();
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve((input.len() / 2).max(1024));
+            }
+            let consumed = (c.total_in() - start_in) as usize;
+            c.compress_vec(
+                input.get(consumed..).unwrap_or_default(),
+                out,
+                FlushCompress::Sync,
+            )
+            .map_err(|e| ProtocolError::Inflate(format!("deflate failed: {e}")))?;
+            let consumed = (c.total_in() - start_in) as usize;
+            // With input all taken and room left over, the sync flush is complete.
+            if consumed >= input.len() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if fin {
+            if out.ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
+            }
+            if self.send_reset {
+                if self.low_memory {
+                    self.compressor = None;
+                } else if let Some(c) = &mut self.compressor {
+                    c.reset();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inflates one frame's payload of a compressed message into `out` (`fin`: the message's
+    /// last frame, after which the RFC 7692 tail is fed). Fails with 1009 as soon as `out`
+    /// passes `limit`: memory stays within the limit plus one growth step (at most 1 MiB),
+    /// however far the data would inflate.
+    pub(crate) fn decompress(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<(), ProtocolError> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let d = self
+            .decompressor
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        inflate_into(d, input, out, limit)?;
+        if fin {
+            inflate_into(d, &TAIL, out, limit)?;
+            if self.recv_reset {
+                if self.low_memory {
+                    self.decompressor = None;
+                } else {
+                    d.reset(false);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn inflate_into(
+    d: &mut Decompress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), ProtocolError> {
+    let start_in = d.total_in();
+    loop {
+        let consumed = (d.total_in() - start_in) as usize;
+        if out.capacity() - out.len() < 1024 {
+            let room = limit.saturating_add(1).saturating_sub(out.len()).max(1);
+            out.reserve((input.len().saturating_mul(4)).clamp(4096, 1 << 20).min(room));
+        }
+        let before = out.len();
+        let status = d
+            .decompress_vec(
+                input.get(consumed..).unwrap_or_default(),
+                out,
+                FlushDecompress::Sync,
+            )
+            .map_err(|e| ProtocolError::Inflate(e.to_string()))?;
+        if out.len() > limit {
+            return Err(ProtocolError::MessageTooLarge {
+                size: out.len() as u64,
+                limit,
+            });
+        }
+        let now = (d.total_in() - start_in) as usize;
+        if status == Status::StreamEnd {
+            // The peer ended the deflate stream (BFINAL); what follows starts a new one.
+            d.reset(false);
+            if now >= input.len() {
+                return Ok(());
+            }
+            continue;
+        }
+        let room_left = out.len() < out.capacity();
+        if now >= input.len() && room_left {
+            return Ok(());
+        }
+        if now == consumed && out.len() == before && room_left {
+            // No progress with room to spare: zlib wants input we do not have.
+            return Ok(());
+        }
+    }
+}
