@@ -80,10 +80,21 @@ try {
   step = `wait for #status to contain "open" within ${STEP_MS / 1000}s`;
   await waitForStatus("open");
   console.log("echo-page: ok: websocket open");
+  if (process.env.EXPECT_COMPRESSION !== "0") {
+    step = "check that Chromium negotiated permessage-deflate";
+    const status = await page.textContent("#status");
+    if (!status.includes("permessage-deflate")) throw new Error(`no compression negotiated: #status = ${JSON.stringify(status)}`);
+    console.log(`echo-page: ok: compression negotiated: ${status}`);
+  }
 
   const suffix = randomBytes(4).toString("hex");
   await echo(`hello ferrosocket ${suffix}`, "click");
   await echo(`héllo ✓ 🦀 ${suffix}`, "Enter");
+  // Long enough to be compressed both ways; sent twice so the second one uses the context
+  // both compressors kept from the first (context takeover).
+  const long = `${"the quick brown fox jumps over the lazy dog ".repeat(8)}${suffix}`;
+  await echo(long, "click");
+  await echo(`${long} again`, "click");
 
   step = "reconnect";
   await page.click("#reconnect", { timeout: STEP_MS });

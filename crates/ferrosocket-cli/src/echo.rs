@@ -1,14 +1,16 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
-use ferrosocket::{CloseCode, CloseFrame, Conn, Error, Message, Upgrader};
+use ferrosocket::{Conn, Error, Message, Shutdown, ShutdownToken, Upgrader};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const PAGE: &str = include_str!("echo.html");
+
+/// Bound on a client's TLS handshake (the WebSocket handshake has its own).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `ferrosocket echo`.
 #[derive(clap::Args, Debug)]
@@ -28,9 +30,27 @@ pub(crate) struct EchoArgs {
     /// Accept connections from pages of any origin (default: same origin only).
     #[arg(long)]
     allow_any_origin: bool,
+    /// Ping a silent client after this many seconds (0 turns keepalive off).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    keepalive: u64,
+    /// Drop a client that sends nothing this many seconds after a keepalive ping.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    keepalive_timeout: u64,
+    /// On Ctrl-C or SIGTERM, how long to wait for clients to answer the 1001 close.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    shutdown_timeout: u64,
+    /// Do not negotiate permessage-deflate compression (on by default).
+    #[arg(long)]
+    no_compression: bool,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_message_size: usize,
+    /// Serve wss:// and the page over https with this PEM certificate chain (leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Parses `EchoArgs` from an argument list (for the default job).
@@ -65,17 +85,38 @@ pub(crate) fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(args.listen).await?;
-    let mut upgrader = Upgrader::new().max_message_size(Some(args.max_message_size));
+    let mut upgrader = Upgrader::new()
+        .max_message_size(Some(args.max_message_size))
+        .enable_compression(!args.no_compression);
+    if args.keepalive > 0 {
+        upgrader = upgrader.keepalive(
+            Duration::from_secs(args.keepalive),
+            Duration::from_secs(args.keepalive_timeout.max(1)),
+        );
+    }
     if args.allow_any_origin {
         upgrader = upgrader.check_origin(|_| true);
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ferrosocket::tls::TlsAcceptor::from(
+            ferrosocket::tls::server_config_from_pem(cert, key)?,
+        )),
+        _ => None,
+    };
+    let (ws, http) = if tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     let page = PAGE.replace("{{WS_PATH}}", &args.path);
     let local = listener.local_addr()?;
     println!(
-        "ferrosocket echo: listening on ws://{local}{} (page at http://{local}/)",
+        "ferrosocket echo: listening on {ws}://{local}{} (page at {http}://{local}/)",
         args.path
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown = Shutdown::new();
+    let shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shared = std::sync::Arc::new(Shared {
         upgrader,
         page,
@@ -96,20 +137,34 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                let stop = stop_rx.clone();
-                tokio::spawn(async move { handle(shared, stream, addr, stop).await });
+                let stop = shutdown.token();
+                match tls.clone() {
+                    None => tokio::spawn(async move { handle(shared, stream, addr, stop).await }),
+                    Some(acceptor) => tokio::spawn(async move {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => handle(shared, stream, addr, stop).await,
+                            Ok(Err(e)) if !shared.quiet => eprintln!("{addr} tls handshake failed: {e}"),
+                            _ => {}
+                        }
+                    }),
+                };
             }
-            _ = tokio::signal::ctrl_c() => {
-                println!("ferrosocket echo: shutting down");
-                let _ = stop_tx.send(true);
-                break;
-            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
         }
     }
-    // Give connections a moment to exchange their 1001 close frames.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while stop_tx.receiver_count() > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Stop accepting, send 1001 to every connection, wait for their close frames.
+    drop(listener);
+    println!(
+        "ferrosocket echo: shutting down ({} connections)",
+        shutdown.live()
+    );
+    shutdown.trigger();
+    if !shutdown.wait(shutdown_timeout).await {
+        println!(
+            "ferrosocket echo: {} connections did not close in time",
+            shutdown.live()
+        );
     }
     Ok(())
 }
@@ -121,11 +176,11 @@ struct Shared {
     quiet: bool,
 }
 
-async fn handle(
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     shared: std::sync::Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: S,
     addr: SocketAddr,
-    stop: watch::Receiver<bool>,
+    stop: ShutdownToken,
 ) {
     let Ok(incoming) = shared.upgrader.read_request(&mut stream).await else {
         return;
@@ -165,27 +220,29 @@ async fn handle(
     }
 }
 
-async fn echo(mut conn: Conn<TcpStream>, addr: SocketAddr, quiet: bool, mut stop: watch::Receiver<bool>) {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: Conn<S>,
+    addr: SocketAddr,
+    quiet: bool,
+    stop: ShutdownToken,
+) {
+    // On shutdown, recv sends 1001 and completes the close handshake itself.
+    conn.set_shutdown(stop);
     loop {
-        tokio::select! {
-            received = conn.recv() => match received {
-                Ok(msg) => {
-                    if !quiet {
-                        print_message(addr, &msg);
-                    }
-                    if conn.feed(msg).await.is_err() {
-                        break;
-                    }
+        match conn.recv().await {
+            Ok(msg) => {
+                if !quiet {
+                    print_message(addr, &msg);
                 }
-                Err(e) => {
-                    if !quiet && !e.is_normal_close() {
-                        report_end(addr, &e);
-                    }
+                // Replies are queued and leave together when recv next waits for input.
+                if conn.feed(msg).await.is_err() {
                     break;
                 }
-            },
-            _ = stop.changed() => {
-                let _ = conn.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down"))).await;
+            }
+            Err(e) => {
+                if !quiet && !e.is_normal_close() {
+                    report_end(addr, &e);
+                }
                 break;
             }
         }

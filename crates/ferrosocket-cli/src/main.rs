@@ -1,5 +1,8 @@
 //! `ferrosocket`: the WebSocket echo server (default), and more tools over the public API.
 
+mod autobahn_client;
+mod bench;
+mod client;
 mod echo;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +20,13 @@ struct Cli {
 enum Command {
     /// Echo every message back, and serve a browser page at / to try it (the default job).
     Echo(echo::EchoArgs),
+    /// Connect to a ws:// or wss:// URL: stdin lines become messages, replies go to stdout.
+    /// Exit status: 0 clean close, 1 connect or handshake error, 2 abnormal close.
+    Client(client::ClientArgs),
+    /// The Autobahn|Testsuite client testee: run every case of a `wstest -m fuzzingserver`.
+    AutobahnClient(autobahn_client::AutobahnClientArgs),
+    /// Load-test any WebSocket echo server: throughput and latency (HDR histogram).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +36,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Echo(echo::EchoArgs::parse_from(["echo"])));
     let result = match command {
         Command::Echo(args) => echo::run(args),
+        Command::Client(args) => return client::run(args),
+        Command::AutobahnClient(args) => autobahn_client::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

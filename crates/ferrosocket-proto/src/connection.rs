@@ -129,7 +129,8 @@ pub struct Connection {
 
     out: OutQueue,
     sending: Option<MessageKind>,
-    keys: Box<dyn MaskSource>,
+    /// Client mask keys; created on first use so a server connection never holds one.
+    keys: Option<Box<dyn MaskSource>>,
 
     close_sent: Option<Option<CloseFrame>>,
     close_received: Option<Option<CloseFrame>>,
@@ -167,7 +168,7 @@ impl Connection {
             eof: false,
             out: OutQueue::default(),
             sending: None,
-            keys: Box::new(OsMaskSource::new()),
+            keys: None,
             close_sent: None,
             close_received: None,
             close_reported: false,
@@ -179,7 +180,7 @@ impl Connection {
 
     /// Replaces where client mask keys come from (default: the OS CSPRNG).
     pub fn set_mask_source(&mut self, keys: Box<dyn MaskSource>) {
-        self.keys = keys;
+        self.keys = Some(keys);
     }
 
     /// Turns on permessage-deflate with the parameters the handshake agreed on. Call it before
@@ -425,12 +426,13 @@ impl Connection {
             }
         } else {
             if let Some(limit) = self.config.max_frame_size
-                && h.payload_len > limit as u64 {
-                    return Err(ProtocolError::FrameTooLarge {
-                        size: h.payload_len,
-                        limit,
-                    });
-                }
+                && h.payload_len > limit as u64
+            {
+                return Err(ProtocolError::FrameTooLarge {
+                    size: h.payload_len,
+                    limit,
+                });
+            }
             let so_far = match (&self.assembly, opcode) {
                 (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
                 (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
@@ -691,9 +693,10 @@ impl Connection {
             return Err(SendError::Closed);
         }
         if let Some(f) = &frame
-            && !f.code.is_sendable() {
-                return Err(SendError::InvalidCloseCode(f.code.as_u16()));
-            }
+            && !f.code.is_sendable()
+        {
+            return Err(SendError::InvalidCloseCode(f.code.as_u16()));
+        }
         self.queue_close(frame.as_ref());
         Ok(())
     }
@@ -751,7 +754,8 @@ impl Connection {
     fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
         let mut h = FrameHeader::new(opcode, fin, len as u64);
         if self.role == Role::Client {
-            h.mask = Some(self.keys.next_key());
+            let keys = self.keys.get_or_insert_with(|| Box::new(OsMaskSource::new()));
+            h.mask = Some(keys.next_key());
         }
         h
     }
@@ -834,6 +838,14 @@ impl Connection {
     /// Lends an (empty) buffer to gather small frames in, if the connection holds none.
     pub fn give_write_buffer(&mut self, buf: BytesMut) {
         self.out.give_buffer(buf);
+    }
+
+    /// Frees the read buffer when it holds nothing (call when the transport has no data
+    /// ready): an idle connection then holds no read memory. The next read allocates anew.
+    pub fn release_idle_read_buffer(&mut self) {
+        if self.rbuf.is_empty() && self.frame.is_none() {
+            self.rbuf = BytesMut::new();
+        }
     }
 
     /// Drops idle buffers above `keep` bytes of capacity (call when the connection goes idle).

@@ -93,7 +93,10 @@ impl OutQueue {
             }
         }
         if self.tail.is_empty() {
-            self.tail.clear();
+            // `advance` moved the view to the end of its allocation, so `capacity()` no longer
+            // counts the bytes written: take them back (nothing to copy), so that `shrink` and
+            // `take_buffer` see the whole allocation instead of pinning it behind a small view.
+            let _ = self.tail.try_reclaim(self.tail.capacity() + 1);
         }
     }
 
@@ -152,5 +155,23 @@ mod tests {
         assert_eq!(q.first(), b"DEF");
         q.advance(4);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn drained_tail_keeps_its_whole_allocation() {
+        let mut q = OutQueue::default();
+        q.tail_mut(1 << 20).extend_from_slice(&[0; 1 << 20]);
+        let cap = q.tail.capacity();
+        q.advance(1000);
+        q.advance((1 << 20) - 1000);
+        assert!(q.is_empty());
+        // The idle queue lets a large buffer go, and hands out a buffer of its real size.
+        assert_eq!(q.tail.capacity(), cap);
+        q.shrink(64 << 10);
+        assert_eq!(q.tail.capacity(), 0);
+        q.tail_mut(100).extend_from_slice(&[1; 100]);
+        let cap = q.tail.capacity();
+        q.advance(100);
+        assert_eq!(q.take_buffer().map(|b| b.capacity()), Some(cap));
     }
 }

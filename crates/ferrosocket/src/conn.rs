@@ -32,9 +32,38 @@ pub enum CloseAction {
     Reply(CloseFrame),
 }
 
-type PingHandler = Box<dyn FnMut(&[u8]) -> PingAction + Send>;
-type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
-type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type PingHandler = Box<dyn FnMut(&[u8]) -> PingAction + Send>;
+pub(crate) type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
+pub(crate) type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
+
+/// What to do with a peer that does not read what we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowPeerPolicy {
+    /// Wait as long as it takes (memory stays bounded: a connection with more than its
+    /// maximum write buffer queued stops reading, and writers wait).
+    Wait,
+    /// When no byte could be written for `after`, fail the connection with `code` (usually
+    /// 1008 policy violation or 1013 try again later) and close the transport.
+    Close {
+        /// How long the output may stall.
+        after: Duration,
+        /// The close code to send (it may not arrive: the peer is not reading).
+        code: ferrosocket_proto::CloseCode,
+    },
+}
+
+impl Default for SlowPeerPolicy {
+    /// Close with 1008 after 60 s without progress: a stuck peer must not hold a connection
+    /// and its buffers forever.
+    fn default() -> Self {
+        Self::Close {
+            after: Duration::from_secs(60),
+            code: ferrosocket_proto::CloseCode::POLICY_VIOLATION,
+        }
+    }
+}
 
 /// Connection options the async layer adds to the core's [`Config`](ferrosocket_proto::Config).
 #[derive(Clone)]
@@ -43,6 +72,9 @@ pub(crate) struct IoOptions {
     pub(crate) max_write_buffer_size: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) pool: Option<Arc<dyn BufferPool>>,
+    pub(crate) keepalive: Option<(Duration, Duration)>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) slow_peer: SlowPeerPolicy,
 }
 
 impl Default for IoOptions {
@@ -52,8 +84,38 @@ impl Default for IoOptions {
             max_write_buffer_size: 4 << 20,
             close_timeout: Duration::from_secs(10),
             pool: None,
+            keepalive: None,
+            idle_timeout: None,
+            slow_peer: SlowPeerPolicy::default(),
         }
     }
+}
+
+/// Ping when the peer has been silent for `interval`; give up when nothing at all arrives
+/// within `timeout` of the ping.
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+}
+
+/// Close when no message went either way for `after`.
+struct Idle {
+    after: Duration,
+    timer: Pin<Box<Sleep>>,
+    last_message: Instant,
+}
+
+/// What the timers decided while `recv` waits.
+enum Tick {
+    /// Nothing to do: stay pending.
+    Wait,
+    /// Something was queued or re-armed: run the receive loop again.
+    Again,
+    /// End the session with this error.
+    End(Error),
 }
 
 /// A WebSocket connection: read and write whole messages, send pings and closes, with
@@ -88,6 +150,10 @@ pub struct Conn<S> {
     read_deadline_at: Option<Instant>,
     write_deadline: Option<Pin<Box<Sleep>>>,
     close_timer: Option<Pin<Box<Sleep>>>,
+    keepalive: Option<Keepalive>,
+    idle: Option<Idle>,
+    shutdown: Option<(crate::ShutdownToken, ShutdownSignal)>,
+    write_stall: Option<Pin<Box<Sleep>>>,
     ending: Option<Error>,
     finished: bool,
     read_closed: bool,
@@ -108,7 +174,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     pub(crate) fn from_parts(io: S, core: Connection, opts: IoOptions, subprotocol: Option<String>) -> Self {
-        Self {
+        let (keepalive, idle) = (opts.keepalive, opts.idle_timeout);
+        let mut conn = Self {
             io,
             core,
             opts,
@@ -120,11 +187,20 @@ where
             read_deadline_at: None,
             write_deadline: None,
             close_timer: None,
+            keepalive: None,
+            idle: None,
+            shutdown: None,
+            write_stall: None,
             ending: None,
             finished: false,
             read_closed: false,
             shut_down: false,
+        };
+        if let Some((interval, timeout)) = keepalive {
+            conn.set_keepalive(Some((interval, timeout)));
         }
+        conn.set_idle_timeout(idle);
+        conn
     }
 
     /// Wraps a transport whose handshake already happened elsewhere.
@@ -163,7 +239,12 @@ where
                 return self.poll_finish(cx);
             }
             match self.core.poll_event() {
-                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
+                Ok(Some(Event::Message(m))) => {
+                    if let Some(idle) = &mut self.idle {
+                        idle.last_message = Instant::now();
+                    }
+                    return Poll::Ready(Ok(m));
+                }
                 Ok(Some(Event::Ping(p))) => self.on_ping(&p),
                 Ok(Some(Event::Pong(p))) => {
                     if let Some(h) = &mut self.pong_handler {
@@ -189,12 +270,29 @@ where
                     if self.core.pending_output_len() > self.opts.max_write_buffer_size {
                         // The peer does not read what we send: stop reading until it does,
                         // so that memory stays bounded. The write above registered the waker.
-                        return self.poll_read_deadline(cx);
+                        if let Some(e) = self.check_write_stall(cx) {
+                            self.ending = Some(e);
+                            continue;
+                        }
+                    } else {
+                        match self.poll_read_more(cx) {
+                            Poll::Ready(Ok(())) => continue,
+                            Poll::Ready(Err(e)) => {
+                                self.ending = Some(e);
+                                continue;
+                            }
+                            Poll::Pending => {}
+                        }
                     }
-                    match self.poll_read_more(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => self.ending = Some(e),
-                        Poll::Pending => return self.poll_read_deadline(cx),
+                    if let Some(d) = &mut self.read_deadline
+                        && d.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(Error::Timeout(TimeoutKind::Read)));
+                    }
+                    match self.poll_timers(cx) {
+                        Tick::Wait => return Poll::Pending,
+                        Tick::Again => continue,
+                        Tick::End(e) => self.ending = Some(e),
                     }
                 }
                 Err(ReadError::Protocol(e)) => self.ending = Some(Error::Protocol(e)),
@@ -214,21 +312,98 @@ where
         }
     }
 
-    fn poll_read_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        if let Some(d) = &mut self.read_deadline {
-            if d.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::Timeout(TimeoutKind::Read)));
+    /// Runs the shutdown signal, the close timer, keepalive and the idle timer while `recv`
+    /// waits for input.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Tick {
+        if let Some((_, signal)) = &mut self.shutdown
+            && signal.as_mut().poll(cx).is_ready()
+        {
+            self.shutdown = None;
+            let frame = CloseFrame::new(ferrosocket_proto::CloseCode::GOING_AWAY, "server shutting down");
+            // Fails only when a close was already sent: the handshake is under way.
+            let _ = self.core.send_close(Some(frame));
+            return Tick::Again;
+        }
+        if self.core.close_expected() {
+            let timeout = self.opts.close_timeout;
+            let timer = self
+                .close_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Tick::End(Error::Timeout(TimeoutKind::Close));
             }
         }
-        Poll::Pending
+        if let Some(k) = &mut self.keepalive
+            && k.timer.as_mut().poll(cx).is_ready()
+        {
+            let now = Instant::now();
+            match k.ping_sent {
+                Some(sent) if k.last_rx < sent => {
+                    return Tick::End(Error::Closed(CloseError::abnormal(format!(
+                        "keepalive: nothing received within {:?} of a ping",
+                        k.timeout
+                    ))));
+                }
+                Some(_) => {
+                    k.ping_sent = None;
+                    let at = k.last_rx + k.interval;
+                    k.timer.as_mut().reset(at);
+                }
+                None if now >= k.last_rx + k.interval => {
+                    if self.core.state() == State::Open {
+                        let _ = self.core.send_ping(b"keepalive");
+                    }
+                    k.ping_sent = Some(now);
+                    k.timer.as_mut().reset(now + k.timeout);
+                }
+                None => {
+                    let at = k.last_rx + k.interval;
+                    k.timer.as_mut().reset(at);
+                }
+            }
+            return Tick::Again;
+        }
+        if let Some(idle) = &mut self.idle
+            && idle.timer.as_mut().poll(cx).is_ready()
+        {
+            let due = idle.last_message + idle.after;
+            if Instant::now() < due {
+                idle.timer.as_mut().reset(due);
+                return Tick::Again;
+            }
+            self.idle = None;
+            let frame = CloseFrame::new(ferrosocket_proto::CloseCode::GOING_AWAY, "idle timeout");
+            let _ = self.core.send_close(Some(frame));
+            return Tick::End(Error::Timeout(TimeoutKind::Idle));
+        }
+        Tick::Wait
+    }
+
+    /// Applies the slow-peer policy while output cannot be written; `Some` ends the session.
+    fn check_write_stall(&mut self, cx: &mut Context<'_>) -> Option<Error> {
+        let SlowPeerPolicy::Close { after, code } = self.opts.slow_peer else {
+            return None;
+        };
+        let timer = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.write_stall = None;
+            self.core.fail(code, "peer too slow to read");
+            // Nothing more can be written: drop what is queued with the transport.
+            self.shut_down = true;
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            return Some(Error::Timeout(TimeoutKind::Write));
+        }
+        None
     }
 
     fn on_ping(&mut self, payload: &[u8]) {
-        if let Some(h) = &mut self.ping_handler {
-            if h(payload) == PingAction::Pong {
-                // Fails only when closing, when no pong is owed.
-                let _ = self.core.send_pong(payload);
-            }
+        if let Some(h) = &mut self.ping_handler
+            && h(payload) == PingAction::Pong
+        {
+            // Fails only when closing, when no pong is owed.
+            let _ = self.core.send_pong(payload);
         }
     }
 
@@ -240,6 +415,9 @@ where
         }
         let buf = self.core.read_buffer();
         let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf))?;
+        if let Some(k) = &mut self.keepalive {
+            k.last_rx = Instant::now();
+        }
         if n == 0 {
             self.read_closed = true;
             self.core.receive_eof();
@@ -269,10 +447,9 @@ where
                         if self.core.role() == Role::Client
                             && !self.read_closed
                             && self.core.state() == State::Closed
+                            && self.poll_drain_until_eof(cx).is_pending()
                         {
-                            if let Poll::Pending = self.poll_drain_until_eof(cx) {
-                                return Poll::Pending;
-                            }
+                            return Poll::Pending;
                         }
                     }
                 }
@@ -304,12 +481,11 @@ where
     // ---- writing -------------------------------------------------------------------------
 
     fn before_send(&mut self) {
-        if let Some(pool) = &self.opts.pool {
-            if !self.core.wants_write() {
-                if let Some(buf) = pool.get() {
-                    self.core.give_write_buffer(buf);
-                }
-            }
+        if let Some(pool) = &self.opts.pool
+            && !self.core.wants_write()
+            && let Some(buf) = pool.get()
+        {
+            self.core.give_write_buffer(buf);
         }
     }
 
@@ -329,6 +505,7 @@ where
                 ))));
             }
             self.core.advance_output(n);
+            self.write_stall = None;
         }
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         match &self.opts.pool {
@@ -355,10 +532,14 @@ where
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                if let Some(d) = &mut self.write_deadline {
-                    if d.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write)));
-                    }
+                if let Some(d) = &mut self.write_deadline
+                    && d.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write)));
+                }
+                if let Some(e) = self.check_write_stall(cx) {
+                    self.finished = true;
+                    return Poll::Ready(Err(e));
                 }
                 Poll::Pending
             }
@@ -397,6 +578,9 @@ where
         }
         self.before_send();
         self.core.send(msg)?;
+        if let Some(idle) = &mut self.idle {
+            idle.last_message = Instant::now();
+        }
         Ok(())
     }
 
@@ -458,10 +642,7 @@ where
             return Err(Error::AlreadyClosed);
         }
         self.before_send();
-        match self.core.role() {
-            Role::Server => self.core.send_raw_frame(msg.server_frame())?,
-            Role::Client => self.core.send(msg.message())?,
-        }
+        msg.queue_on(&mut self.core)?;
         Ok(())
     }
 
@@ -518,7 +699,7 @@ where
             Err(_) => {
                 let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
                 self.finished = true;
-                Err(Error::Timeout(TimeoutKind::Read))
+                Err(Error::Timeout(TimeoutKind::Close))
             }
         }
     }
@@ -557,6 +738,57 @@ where
     /// After `deadline`, a pending write returns [`TimeoutKind::Write`]; `None` removes it.
     pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
         self.write_deadline = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    }
+
+    /// Compress the messages sent from now on, when permessage-deflate was negotiated
+    /// (gorilla's `EnableWriteCompression`). Default: on.
+    pub fn set_write_compression(&mut self, on: bool) {
+        self.core.set_write_compression(on);
+    }
+
+    /// Sends a ping whenever the peer has been silent for `interval`, and ends the session
+    /// with a 1006 [`CloseError`] (see [`is_unexpected_close_error`]) when nothing at all
+    /// arrives within `timeout` of that ping: dead-peer detection. `None` turns it off (the
+    /// default in the library). It runs while a [`recv`](Self::recv) is waiting.
+    ///
+    /// [`is_unexpected_close_error`]: crate::is_unexpected_close_error
+    pub fn set_keepalive(&mut self, keepalive: Option<(Duration, Duration)>) {
+        self.keepalive = keepalive.map(|(interval, timeout)| {
+            let now = Instant::now();
+            Keepalive {
+                interval,
+                timeout,
+                timer: Box::pin(tokio::time::sleep_until(now + interval)),
+                last_rx: now,
+                ping_sent: None,
+            }
+        });
+    }
+
+    /// Closes the session with 1001 ("idle timeout") when no message went either way for
+    /// `after`; `recv` then returns [`TimeoutKind::Idle`]. `None` (default) turns it off.
+    pub fn set_idle_timeout(&mut self, after: Option<Duration>) {
+        self.idle = after.map(|after| {
+            let now = Instant::now();
+            Idle {
+                after,
+                timer: Box::pin(tokio::time::sleep_until(now + after)),
+                last_message: now,
+            }
+        });
+    }
+
+    /// Ties this connection to a server-wide [`Shutdown`](crate::Shutdown): when it is
+    /// triggered, the connection sends close 1001 (going away) and finishes the close
+    /// handshake inside [`recv`](Self::recv).
+    pub fn set_shutdown(&mut self, token: crate::ShutdownToken) {
+        let signal = token.triggered_owned();
+        self.shutdown = Some((token, signal));
+    }
+
+    /// What to do when the peer stops reading (default: close with 1008 after 60 s).
+    pub fn set_slow_peer_policy(&mut self, policy: SlowPeerPolicy) {
+        self.opts.slow_peer = policy;
     }
 
     /// The largest message accepted from now on; bigger ones close the connection with 1009

@@ -66,6 +66,10 @@ pub enum TimeoutKind {
     Write,
     /// Connecting to the server took too long.
     Connect,
+    /// The peer did not answer our close frame within the close timeout.
+    Close,
+    /// No message went either way for the idle timeout; we sent close 1001.
+    Idle,
 }
 
 /// Everything that can go wrong on a connection.
@@ -92,6 +96,10 @@ pub enum Error {
     /// The opening handshake failed.
     #[error("websocket handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The server refused the opening handshake (a status other than 101; gorilla's
+    /// `ErrBadHandshake`): its status, headers and the start of its body.
+    #[error(transparent)]
+    BadHandshake(Box<crate::dialer::HandshakeResponse>),
     /// A deadline or timeout passed.
     #[error("timed out: {0:?}")]
     Timeout(TimeoutKind),

@@ -3,6 +3,8 @@
 //! - [`Upgrader`] turns an HTTP/1.1 upgrade request into a [`Conn`] (server side).
 //! - [`Conn`] reads and writes messages, answers pings, runs handlers, enforces limits and
 //!   deadlines, and reports how the session ended as a [`CloseError`].
+//! - [`Dialer`] connects to `ws://` and `wss://` URLs, directly or through an HTTP proxy
+//!   (client side); the `tls` module has the rustls helpers (feature `rustls`, on by default).
 //! - [`PreparedMessage`] frames a message once for many connections.
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
@@ -63,18 +65,24 @@
 //! loses no byte, even mid-frame.
 
 mod conn;
+mod dialer;
 mod error;
 mod pool;
 mod prepared;
+mod shutdown;
 mod split;
 #[cfg(feature = "stream")]
 mod stream;
+#[cfg(feature = "rustls")]
+pub mod tls;
 mod upgrader;
 
-pub use conn::{CloseAction, Conn, PingAction};
+pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
+pub use dialer::{Dialer, HandshakeResponse, MaybeTlsStream, NoProxy, ProxyConfig, ProxyError};
 pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
+pub use shutdown::{Shutdown, ShutdownToken};
 pub use split::{ReadHalf, WriteHalf};
 pub use upgrader::{IncomingRequest, Upgrader};
 

@@ -58,10 +58,10 @@ impl BufferPool for WriteBufferPool {
             return;
         }
         buf.clear();
-        if let Ok(mut v) = self.buffers.lock() {
-            if v.len() < self.max_buffers {
-                v.push(buf);
-            }
+        if let Ok(mut v) = self.buffers.lock()
+            && v.len() < self.max_buffers
+        {
+            v.push(buf);
         }
     }
 }

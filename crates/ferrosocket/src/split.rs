@@ -1,6 +1,6 @@
 //! Reader and writer halves of a [`Conn`], for using it from two tasks.
 
-use crate::conn::{CloseAction, Conn, IoOptions, PingAction};
+use crate::conn::{CloseAction, CloseHandler, Conn, IoOptions, PingAction, PingHandler, PongHandler};
 use crate::error::{CloseError, Error, TimeoutKind};
 use bytes::{Bytes, BytesMut};
 use ferrosocket_proto::{CloseFrame, Connection, Event, Message, ReadError, Role, State};
@@ -47,9 +47,12 @@ impl<S: AsyncWrite> Shared<S> {
             self.core().advance_output(n);
         }
         w.flush().await?;
-        let core = self.core();
-        if core.role() == Role::Server && core.should_close_transport() {
-            drop(core);
+        // The guard must not live across the await below (the future would not be `Send`).
+        let close = {
+            let core = self.core();
+            core.role() == Role::Server && core.should_close_transport()
+        };
+        if close {
             let _ = w.shutdown().await;
         }
         Ok(())
@@ -62,9 +65,9 @@ pub struct ReadHalf<S> {
     shared: Arc<Shared<S>>,
     reader: tokio::io::ReadHalf<S>,
     buf: BytesMut,
-    ping_handler: Option<Box<dyn FnMut(&[u8]) -> PingAction + Send>>,
-    pong_handler: Option<Box<dyn FnMut(&[u8]) + Send>>,
-    close_handler: Option<Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>>,
+    ping_handler: Option<PingHandler>,
+    pong_handler: Option<PongHandler>,
+    close_handler: Option<CloseHandler>,
     read_deadline: Option<Instant>,
     finished: bool,
 }
@@ -155,10 +158,10 @@ where
             match event {
                 Ok(Some(Event::Message(m))) => return Ok(m),
                 Ok(Some(Event::Ping(p))) => {
-                    if let Some(h) = &mut self.ping_handler {
-                        if h(&p) == PingAction::Pong {
-                            let _ = self.shared.core().send_pong(&p);
-                        }
+                    if let Some(h) = &mut self.ping_handler
+                        && h(&p) == PingAction::Pong
+                    {
+                        let _ = self.shared.core().send_pong(&p);
                     }
                     self.shared.flush().await?;
                 }
@@ -280,13 +283,7 @@ where
 
     /// Sends a frame prepared once for many connections.
     pub async fn send_prepared(&self, msg: &crate::PreparedMessage) -> Result<(), Error> {
-        {
-            let mut core = self.shared.core();
-            match core.role() {
-                Role::Server => core.send_raw_frame(msg.server_frame())?,
-                Role::Client => core.send(msg.message())?,
-            }
-        }
+        msg.queue_on(&mut self.shared.core())?;
         self.shared.flush().await
     }
 

@@ -4,6 +4,7 @@ use crate::conn::{Conn, IoOptions};
 use crate::error::{Error, TimeoutKind};
 use crate::pool::BufferPool;
 use bytes::{Bytes, BytesMut};
+use ferrosocket_proto::extensions::deflate::DeflateConfig;
 use ferrosocket_proto::handshake::http::write_response;
 use ferrosocket_proto::handshake::server::{Rejection, ServerHandshake, check_same_origin};
 use ferrosocket_proto::handshake::{HandshakeError, Limits};
@@ -26,7 +27,7 @@ struct Inner {
     check_origin: Option<OriginCheck>,
     error_response: Option<ErrorResponse>,
     response_headers: HeaderMap,
-    enable_compression: bool,
+    deflate: Option<DeflateConfig>,
 }
 
 /// Turns HTTP/1.1 upgrade requests into WebSocket connections (gorilla's `Upgrader`).
@@ -43,6 +44,10 @@ struct Inner {
 /// | [`read_buffer_size`](Self::read_buffer_size) | 8 KiB | a few messages per read; grows for large frames, shrinks when idle |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a peer that never answers our close must not hold the connection |
+/// | [`keepalive`](Self::keepalive) | off | the application chooses its liveness policy (the CLI turns it on) |
+/// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
+/// | [`slow_peer_policy`](Self::slow_peer_policy) | close with 1008 after 60 s without write progress | memory stays bounded either way; this frees the connection |
+/// | [`max_write_buffer_size`](Self::max_write_buffer_size) | 4 MiB | unwritten output beyond which the connection stops reading |
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,7 +108,7 @@ impl Upgrader {
                 check_origin: None,
                 error_response: None,
                 response_headers: HeaderMap::new(),
-                enable_compression: false,
+                deflate: None,
             }),
         }
     }
@@ -167,9 +172,21 @@ impl Upgrader {
         self.with(|i| i.check_origin = Some(Arc::new(f)))
     }
 
-    /// Negotiate permessage-deflate (RFC 7692) when the client offers it. Default: off.
+    /// Negotiate permessage-deflate (RFC 7692) with default settings when the client offers
+    /// it (gorilla's `EnableCompression`). Default: off. Unlike gorilla, context takeover is
+    /// supported in both directions.
     pub fn enable_compression(self, on: bool) -> Self {
-        self.with(|i| i.enable_compression = on)
+        self.deflate(on.then(DeflateConfig::default))
+    }
+
+    /// Negotiate permessage-deflate with these settings (`None`: decline it). See
+    /// [`DeflateConfig`] for the memory/ratio trade-offs.
+    pub fn deflate(self, config: Option<DeflateConfig>) -> Self {
+        let hs = self.inner.handshake.clone().deflate(config.clone());
+        self.with(|i| {
+            i.handshake = hs;
+            i.deflate = config;
+        })
     }
 
     /// Adds a header to every 101 response (e.g. `Set-Cookie`).
@@ -197,6 +214,23 @@ impl Upgrader {
         };
         let hs = self.inner.handshake.clone().limits(limits);
         self.with(|i| i.handshake = hs)
+    }
+
+    /// Pings a silent peer every `interval` and drops it (1006) when nothing arrives within
+    /// `timeout` of a ping. Default: off (the application chooses its liveness policy).
+    pub fn keepalive(self, interval: Duration, timeout: Duration) -> Self {
+        self.with(|i| i.io.keepalive = Some((interval, timeout)))
+    }
+
+    /// Closes connections (1001) on which no message went either way for `after`.
+    /// Default: off.
+    pub fn idle_timeout(self, after: Option<Duration>) -> Self {
+        self.with(|i| i.io.idle_timeout = after)
+    }
+
+    /// What to do with a peer that stops reading (default: close with 1008 after 60 s).
+    pub fn slow_peer_policy(self, policy: crate::SlowPeerPolicy) -> Self {
+        self.with(|i| i.io.slow_peer = policy)
     }
 
     /// How long [`Conn::close`] waits for the peer's close frame.
@@ -320,6 +354,9 @@ impl Upgrader {
         io.write_all(&head).await?;
         io.flush().await?;
         let mut core = Connection::new(Role::Server, self.inner.config.clone());
+        if let (Some(params), Some(cfg)) = (&accepted.negotiated.deflate, &self.inner.deflate) {
+            core.enable_deflate(params, cfg);
+        }
         core.receive(leftover);
         Ok(Conn::from_parts(
             io,

@@ -126,7 +126,8 @@ pub struct DeflateNegotiationError(pub String);
 
 fn bits(value: &str) -> Option<u8> {
     // RFC 7692 §7.1.2: 1*DIGIT without leading zeros, 8..=15.
-    if value.starts_with('0') {
+    // (`u8::from_str` alone would also take "+9".)
+    if value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     value.parse::<u8>().ok().filter(|b| (8..=15).contains(b))
@@ -430,6 +431,7 @@ impl DeflateCodec {
             .compressor
             .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, window));
         let start_in = c.total_in();
+        let start_len = out.len();
         loop {
             if out.capacity() - out.len() < 64 {
                 out.reserve((input.len() / 2).max(1024));
@@ -448,7 +450,13 @@ impl DeflateCodec {
             }
         }
         if fin {
-            if out.ends_with(&TAIL) {
+            if out.len() == start_len {
+                // zlib emits nothing for a flush right after a flush (an empty last fragment,
+                // an empty message after another). Send the header of an empty stored block,
+                // which the receiver's tail completes (RFC 7692 §7.2.3.6): an empty payload
+                // would leave the peer's inflater mid-block.
+                out.push(0x00);
+            } else if out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
             }
             if self.send_reset {
@@ -498,14 +506,20 @@ fn inflate_into(
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), ProtocolError> {
-    let start_in = d.total_in();
+    // Bytes of `input` consumed so far, counted per call: `d.reset` (after a BFINAL block)
+    // sets `total_in` back to zero.
+    let mut now = 0usize;
     loop {
-        let consumed = (d.total_in() - start_in) as usize;
+        let consumed = now;
         if out.capacity() - out.len() < 1024 {
             let room = limit.saturating_add(1).saturating_sub(out.len()).max(1);
-            out.reserve((input.len().saturating_mul(4)).clamp(4096, 1 << 20).min(room));
+            // Exact, geometric up to 1 MiB steps: `reserve` could double a large buffer far
+            // past the limit.
+            let step = input.len().saturating_mul(4).max(out.len());
+            out.reserve_exact(step.clamp(4096, 1 << 20).min(room));
         }
         let before = out.len();
+        let in_before = d.total_in();
         let status = d
             .decompress_vec(
                 input.get(consumed..).unwrap_or_default(),
@@ -519,7 +533,7 @@ fn inflate_into(
                 limit,
             });
         }
-        let now = (d.total_in() - start_in) as usize;
+        now += (d.total_in() - in_before) as usize;
         if status == Status::StreamEnd {
             // The peer ended the deflate stream (BFINAL); what follows starts a new one.
             d.reset(false);
@@ -538,3 +552,7 @@ fn inflate_into(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "deflate_tests.rs"]
+mod tests;

@@ -370,10 +370,18 @@ impl ClientHandshake {
             }
         }
         let extensions = (!accepted.is_empty()).then(|| accepted.join(", "));
-        let deflate = match (&self.deflate, &extensions) {
-            (Some(cfg), Some(value)) => negotiate_client([value.as_str()], cfg)
-                .map_err(|e| HandshakeError::UnexpectedExtension(e.0))?,
-            _ => None,
+        // Only our permessage-deflate elements: any other accepted extension was offered by
+        // the application, which checks it.
+        let deflate = match &self.deflate {
+            Some(cfg) => negotiate_client(
+                accepted
+                    .iter()
+                    .copied()
+                    .filter(|e| extension_name(e).eq_ignore_ascii_case(EXTENSION_NAME)),
+                cfg,
+            )
+            .map_err(|e| HandshakeError::UnexpectedExtension(e.0))?,
+            None => None,
         };
         Ok(Negotiated {
             subprotocol,

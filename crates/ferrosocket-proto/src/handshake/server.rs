@@ -207,11 +207,12 @@ impl ServerHandshake {
                 .filter_map(|v| v.to_str().ok());
             if let Ok(offers) = parse_extensions(values)
                 && let Some((params, answer)) = negotiate_server(&offers, cfg)
-                    && let Ok(value) = HeaderValue::try_from(answer.as_str()) {
-                        h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
-                        negotiated.extensions = Some(answer);
-                        negotiated.deflate = Some(params);
-                    }
+                && let Ok(value) = HeaderValue::try_from(answer.as_str())
+            {
+                h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+                negotiated.extensions = Some(answer);
+                negotiated.deflate = Some(params);
+            }
         }
         Ok(Accepted { response, negotiated })
     }

@@ -1,0 +1,307 @@
+//! Liveness, backpressure and graceful shutdown over real sockets on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::BytesMut;
+use ferrosocket::proto::{Config, Connection, Event, Role};
+use ferrosocket::{
+    CloseCode, Error, Message, Shutdown, SlowPeerPolicy, TimeoutKind, Upgrader, is_unexpected_close_error,
+};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const REQUEST: &str = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A raw client: a TCP stream past the handshake and a client-role core.
+struct RawClient {
+    stream: TcpStream,
+    core: Connection,
+}
+
+impl RawClient {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(REQUEST.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        Self {
+            stream,
+            core: Connection::new(Role::Client, Config::default()),
+        }
+    }
+
+    async fn send(&mut self, msg: Message) {
+        self.core.send(msg).unwrap();
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        let out = self.core.take_output();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next event (answering pings), or `None` at EOF.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.core.poll_event() {
+                Ok(Some(ev)) => {
+                    self.flush().await;
+                    return Some(ev);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            let mut buf = BytesMut::with_capacity(64 << 10);
+            if self.stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                return None;
+            }
+            self.core.receive(&buf);
+        }
+    }
+
+    async fn next_close(&mut self) -> Option<CloseCode> {
+        loop {
+            match self.next().await? {
+                Event::Close(f) => return Some(f.map(|f| f.code).unwrap_or(CloseCode::NO_STATUS_RECEIVED)),
+                _ => continue,
+            }
+        }
+    }
+}
+
+async fn listen() -> (TcpListener, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+#[tokio::test]
+async fn keepalive_detects_a_peer_that_stops_answering() {
+    let (listener, addr) = listen().await;
+    let upgrader = Upgrader::new().keepalive(Duration::from_millis(100), Duration::from_millis(200));
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut conn = upgrader.accept(s).await.unwrap();
+        let start = Instant::now();
+        let err = conn.recv().await.unwrap_err();
+        (err, start.elapsed())
+    });
+    // The client completes the handshake, then neither reads nor writes: a dead peer.
+    let _client = RawClient::connect(addr).await;
+    let (err, elapsed) = timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    assert!(
+        is_unexpected_close_error(&err, &[CloseCode::NORMAL_CLOSURE, CloseCode::GOING_AWAY]),
+        "{err}"
+    );
+    assert_eq!(err.close_error().unwrap().code, CloseCode::ABNORMAL_CLOSURE);
+    // interval 100 ms + timeout 200 ms, plus scheduling slack
+    assert!(elapsed >= Duration::from_millis(280), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn keepalive_keeps_a_live_quiet_peer() {
+    let (listener, addr) = listen().await;
+    let upgrader = Upgrader::new().keepalive(Duration::from_millis(50), Duration::from_millis(100));
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut conn = upgrader.accept(s).await.unwrap();
+        conn.recv().await
+    });
+    let mut client = RawClient::connect(addr).await;
+    // Answer pings (the core auto-pongs) for 600 ms: the server must not drop us.
+    let mut pings = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, client.next()).await {
+        if let Event::Ping(_) = ev {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "server sent {pings} pings");
+    client.send(Message::text("still here")).await;
+    let got = timeout(Duration::from_secs(2), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::text("still here"));
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_with_1001() {
+    let (listener, addr) = listen().await;
+    let upgrader = Upgrader::new().idle_timeout(Some(Duration::from_millis(150)));
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut conn = upgrader.accept(s).await.unwrap();
+        conn.recv().await
+    });
+    let mut client = RawClient::connect(addr).await;
+    let code = timeout(Duration::from_secs(3), client.next_close())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(CloseCode::GOING_AWAY));
+    let err = timeout(Duration::from_secs(3), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_sends_1001_after_everything_queued() {
+    let (listener, addr) = listen().await;
+    let shutdown = Shutdown::new();
+    let upgrader = Upgrader::new();
+    let clients = 5;
+    let per_client = 200;
+    let sd = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut conn = upgrader.accept(s).await.unwrap();
+            conn.set_shutdown(sd.token());
+            tasks.push(tokio::spawn(async move {
+                // Queue messages without flushing: shutdown must not lose them.
+                for i in 0..per_client {
+                    conn.feed(Message::text(format!("m{i}"))).await.unwrap();
+                }
+                loop {
+                    match conn.recv().await {
+                        Ok(_) => continue,
+                        Err(e) => return e,
+                    }
+                }
+            }));
+        }
+        tasks
+    });
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(RawClient::connect(addr).await);
+    }
+    let tasks = timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.trigger();
+    for client in &mut conns {
+        let mut received = 0;
+        let code = loop {
+            match timeout(Duration::from_secs(5), client.next()).await.unwrap() {
+                Some(Event::Message(m)) => {
+                    assert_eq!(m, Message::text(format!("m{received}")));
+                    received += 1;
+                }
+                Some(Event::Close(f)) => break f.map(|f| f.code),
+                Some(_) => {}
+                None => panic!("eof before close"),
+            }
+        };
+        assert_eq!(
+            received, per_client,
+            "every queued message arrives before the close"
+        );
+        assert_eq!(code, Some(CloseCode::GOING_AWAY));
+    }
+    for t in tasks {
+        let err = timeout(Duration::from_secs(5), t).await.unwrap().unwrap();
+        assert!(err.is_normal_close(), "{err}");
+    }
+    assert!(shutdown.wait(Duration::from_secs(2)).await);
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_memory_is_bounded_and_others_are_served() {
+    let (listener, addr) = listen().await;
+    let upgrader = Upgrader::new().slow_peer_policy(SlowPeerPolicy::Close {
+        after: Duration::from_millis(700),
+        code: CloseCode::POLICY_VIOLATION,
+    });
+    let server = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = listener.accept().await.unwrap();
+            let upgrader = upgrader.clone();
+            results.push(tokio::spawn(async move {
+                let mut conn = upgrader.accept(s).await.unwrap();
+                loop {
+                    match conn.recv().await {
+                        Ok(m) => {
+                            if let Err(e) = conn.feed(m).await {
+                                return e;
+                            }
+                        }
+                        Err(e) => return e,
+                    }
+                }
+            }));
+        }
+        results
+    });
+    // The slow client writes 64 KiB messages as fast as it can and never reads.
+    let slow = RawClient::connect(addr).await;
+    let mut good = RawClient::connect(addr).await;
+    let tasks = timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    let before = rss_kib();
+    let RawClient { mut stream, mut core } = slow;
+    let writer = tokio::spawn(async move {
+        let payload = vec![7u8; 64 << 10];
+        let mut sent = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && sent < 4096 {
+            core.send(Message::binary(payload.clone())).unwrap();
+            let out = core.take_output();
+            match timeout(Duration::from_millis(300), stream.write_all(&out)).await {
+                Ok(Ok(())) => sent += 1,
+                _ => break, // the server stopped reading: backpressure reached us
+            }
+        }
+        (sent, stream)
+    });
+    // Meanwhile the well-behaved client is served.
+    for i in 0..50 {
+        good.send(Message::text(format!("ping {i}"))).await;
+        match timeout(Duration::from_secs(2), good.next()).await.unwrap() {
+            Some(Event::Message(m)) => assert_eq!(m, Message::text(format!("ping {i}"))),
+            other => panic!("good client got {other:?}"),
+        }
+    }
+    let (sent, _stream) = timeout(Duration::from_secs(10), writer).await.unwrap().unwrap();
+    let grown_kib = rss_kib().saturating_sub(before);
+    // Bounded: at most the 4 MiB output cap, the read buffer, socket buffers in user space
+    // are not counted. Without backpressure this would approach sent * 64 KiB.
+    assert!(
+        grown_kib < 24 * 1024,
+        "rss grew by {grown_kib} KiB after {sent} messages"
+    );
+    let mut tasks = tasks.into_iter();
+    let slow_err = timeout(Duration::from_secs(5), tasks.next().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(slow_err, Error::Timeout(TimeoutKind::Write)),
+        "{slow_err}"
+    );
+}
