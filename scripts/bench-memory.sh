@@ -71,7 +71,7 @@ for name in $servers; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
     addr="127.0.0.1:$port"
     case "$name" in
-        ferrosocket) timeout 900 taskset -c 0 "$fs" echo --listen "$addr" --threads 1 --quiet --no-compression >/dev/null 2>&1 & ;;
+        ferrosocket) timeout 900 taskset -c 0 "$fs" echo --listen "$addr" --threads 1 --quiet --no-compression ${FERROSOCKET_ECHO_ARGS:-} >/dev/null 2>&1 & ;;
         fastwebsockets) timeout 900 taskset -c 0 "$peers/fastwebsockets-echo" --listen "$addr" >/dev/null 2>&1 & ;;
         tokio-tungstenite) timeout 900 taskset -c 0 "$peers/tokio-tungstenite-echo" --listen "$addr" >/dev/null 2>&1 & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;

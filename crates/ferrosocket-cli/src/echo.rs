@@ -176,7 +176,7 @@ struct Shared {
     quiet: bool,
 }
 
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     shared: std::sync::Arc<Shared>,
     mut stream: S,
     addr: SocketAddr,
@@ -187,12 +187,18 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let path = incoming.request.uri().path();
     if path == shared.path {
-        match shared
+        let upgraded = shared
             .upgrader
             .upgrade(stream, &incoming.request, &incoming.leftover)
-            .await
-        {
-            Ok(conn) => echo(conn, addr, shared.quiet, stop).await,
+            .await;
+        // The request head is not needed any more: don't keep it for the connection's life.
+        drop(incoming);
+        match upgraded {
+            // A task of its own: its future holds only the echo loop's state, not the
+            // handshake's, which keeps an idle connection small.
+            Ok(conn) => {
+                tokio::spawn(echo(conn, addr, shared.quiet, stop));
+            }
             Err(e) => {
                 if !shared.quiet {
                     eprintln!("{addr} handshake failed: {e}");
@@ -220,7 +226,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+async fn echo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut conn: Conn<S>,
     addr: SocketAddr,
     quiet: bool,

@@ -117,13 +117,15 @@ pub struct Connection {
     role: Role,
     config: Config,
     deflate_negotiated: bool,
-    deflate: Option<DeflateCodec>,
+    /// Boxed: zlib's stream handles make the codec ~300 bytes, which idle connections
+    /// without compression should not carry.
+    deflate: Option<Box<DeflateCodec>>,
     write_compression: bool,
     sending_compressed: bool,
 
     rbuf: BytesMut,
     frame: Option<InFrame>,
-    assembly: Option<Assembly>,
+    assembly: Option<Box<Assembly>>,
     utf8: Utf8Validator,
     eof: bool,
 
@@ -187,7 +189,11 @@ impl Connection {
     /// any frame is exchanged.
     pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
         self.deflate_negotiated = true;
-        self.deflate = Some(DeflateCodec::new(params, config, self.role == Role::Server));
+        self.deflate = Some(Box::new(DeflateCodec::new(
+            params,
+            config,
+            self.role == Role::Server,
+        )));
     }
 
     /// Whether permessage-deflate is in use.
@@ -433,7 +439,13 @@ impl Connection {
                 (Some(a), OpCode::Continuation) => a.compressed,
                 _ => h.rsv1,
             };
-            let allow = |limit: usize| if compressed { limit.saturating_add((limit >> 7) + 1024) } else { limit };
+            let allow = |limit: usize| {
+                if compressed {
+                    limit.saturating_add((limit >> 7) + 1024)
+                } else {
+                    limit
+                }
+            };
             if let Some(limit) = self.config.max_frame_size
                 && h.payload_len > allow(limit) as u64
             {
@@ -527,23 +539,23 @@ impl Connection {
                     if f.fin {
                         return self.complete(kind, Bytes::from(inflated)).map(Some);
                     }
-                    self.assembly = Some(Assembly {
+                    self.assembly = Some(Box::new(Assembly {
                         kind,
                         buf: BytesMut::new(),
                         compressed: true,
                         inflated,
-                    });
+                    }));
                     return Ok(None);
                 }
                 if f.fin {
                     return self.complete(kind, payload.freeze()).map(Some);
                 }
-                self.assembly = Some(Assembly {
+                self.assembly = Some(Box::new(Assembly {
                     kind,
                     buf: payload,
                     compressed: false,
                     inflated: Vec::new(),
-                });
+                }));
                 Ok(None)
             }
             OpCode::Continuation => {
@@ -849,12 +861,15 @@ impl Connection {
         self.out.give_buffer(buf);
     }
 
-    /// Frees the read buffer when it holds nothing (call when the transport has no data
-    /// ready): an idle connection then holds no read memory. The next read allocates anew.
-    pub fn release_idle_read_buffer(&mut self) {
+    /// Frees the read buffer when it holds nothing, and hands back the write buffer when
+    /// nothing is queued (to return to a pool, or drop). Call it when the transport has no
+    /// data ready: an idle connection then holds no buffer at all; the next read or write
+    /// allocates anew (one small allocation, against a syscall that was due anyway).
+    pub fn release_idle_buffers(&mut self) -> Option<BytesMut> {
         if self.rbuf.is_empty() && self.frame.is_none() {
             self.rbuf = BytesMut::new();
         }
+        self.out.take_buffer()
     }
 
     /// Drops idle buffers above `keep` bytes of capacity (call when the connection goes idle).

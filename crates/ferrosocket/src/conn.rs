@@ -141,7 +141,8 @@ enum Tick {
 pub struct Conn<S> {
     io: S,
     core: Connection,
-    opts: IoOptions,
+    /// Shared by every connection of an `Upgrader`/`Dialer` (copied on write).
+    opts: Arc<IoOptions>,
     subprotocol: Option<String>,
     ping_handler: Option<PingHandler>,
     pong_handler: Option<PongHandler>,
@@ -150,8 +151,8 @@ pub struct Conn<S> {
     read_deadline_at: Option<Instant>,
     write_deadline: Option<Pin<Box<Sleep>>>,
     close_timer: Option<Pin<Box<Sleep>>>,
-    keepalive: Option<Keepalive>,
-    idle: Option<Idle>,
+    keepalive: Option<Box<Keepalive>>,
+    idle: Option<Box<Idle>>,
     shutdown: Option<(crate::ShutdownToken, ShutdownSignal)>,
     write_stall: Option<Pin<Box<Sleep>>>,
     ending: Option<Error>,
@@ -173,7 +174,12 @@ impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn from_parts(io: S, core: Connection, opts: IoOptions, subprotocol: Option<String>) -> Self {
+    pub(crate) fn from_parts(
+        io: S,
+        core: Connection,
+        opts: Arc<IoOptions>,
+        subprotocol: Option<String>,
+    ) -> Self {
         let (keepalive, idle) = (opts.keepalive, opts.idle_timeout);
         let mut conn = Self {
             io,
@@ -210,7 +216,7 @@ where
     pub fn from_raw(io: S, role: Role, config: ferrosocket_proto::Config, leftover: &[u8]) -> Self {
         let mut core = Connection::new(role, config);
         core.receive(leftover);
-        Self::from_parts(io, core, IoOptions::default(), None)
+        Self::from_parts(io, core, Arc::new(IoOptions::default()), None)
     }
 
     // ---- reading -------------------------------------------------------------------------
@@ -281,7 +287,7 @@ where
                                 self.ending = Some(e);
                                 continue;
                             }
-                            Poll::Pending => {}
+                            Poll::Pending => self.release_idle_buffers(),
                         }
                     }
                     if let Some(d) = &mut self.read_deadline
@@ -479,6 +485,15 @@ where
     }
 
     // ---- writing -------------------------------------------------------------------------
+
+    /// Nothing to read now: give the buffers back so an idle connection holds none.
+    fn release_idle_buffers(&mut self) {
+        if let Some(buf) = self.core.release_idle_buffers()
+            && let Some(pool) = &self.opts.pool
+        {
+            pool.put(buf);
+        }
+    }
 
     fn before_send(&mut self) {
         if let Some(pool) = &self.opts.pool
@@ -755,13 +770,13 @@ where
     pub fn set_keepalive(&mut self, keepalive: Option<(Duration, Duration)>) {
         self.keepalive = keepalive.map(|(interval, timeout)| {
             let now = Instant::now();
-            Keepalive {
+            Box::new(Keepalive {
                 interval,
                 timeout,
                 timer: Box::pin(tokio::time::sleep_until(now + interval)),
                 last_rx: now,
                 ping_sent: None,
-            }
+            })
         });
     }
 
@@ -770,11 +785,11 @@ where
     pub fn set_idle_timeout(&mut self, after: Option<Duration>) {
         self.idle = after.map(|after| {
             let now = Instant::now();
-            Idle {
+            Box::new(Idle {
                 after,
                 timer: Box::pin(tokio::time::sleep_until(now + after)),
                 last_message: now,
-            }
+            })
         });
     }
 
@@ -788,7 +803,7 @@ where
 
     /// What to do when the peer stops reading (default: close with 1008 after 60 s).
     pub fn set_slow_peer_policy(&mut self, policy: SlowPeerPolicy) {
-        self.opts.slow_peer = policy;
+        Arc::make_mut(&mut self.opts).slow_peer = policy;
     }
 
     /// The largest message accepted from now on; bigger ones close the connection with 1009
@@ -834,7 +849,7 @@ where
 pub(crate) struct SplitParts<S> {
     pub(crate) io: S,
     pub(crate) core: Connection,
-    pub(crate) opts: IoOptions,
+    pub(crate) opts: Arc<IoOptions>,
     pub(crate) ping_handler: Option<PingHandler>,
     pub(crate) pong_handler: Option<PongHandler>,
     pub(crate) close_handler: Option<CloseHandler>,

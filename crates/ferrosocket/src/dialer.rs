@@ -44,7 +44,7 @@ struct Inner {
     connect_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
     config: Config,
-    io: IoOptions,
+    io: Arc<IoOptions>,
     subprotocols: Vec<String>,
     headers: HeaderMap,
     deflate: Option<DeflateConfig>,
@@ -121,7 +121,7 @@ impl Dialer {
                 connect_timeout: Some(Duration::from_secs(10)),
                 handshake_timeout: Some(Duration::from_secs(10)),
                 config: Config::default(),
-                io: IoOptions::default(),
+                io: Arc::new(IoOptions::default()),
                 subprotocols: Vec::new(),
                 headers: HeaderMap::new(),
                 deflate: None,
@@ -159,18 +159,18 @@ impl Dialer {
 
     /// Queued bytes that make [`Conn::feed`] write (at least 1 KiB).
     pub fn write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.io.write_buffer_size = bytes.max(1024))
+        self.with(|i| Arc::make_mut(&mut i.io).write_buffer_size = bytes.max(1024))
     }
 
     /// Largest amount of unwritten output before a connection stops reading from a server that
     /// does not read what it is sent (default 4 MiB).
     pub fn max_write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.io.max_write_buffer_size = bytes)
+        self.with(|i| Arc::make_mut(&mut i.io).max_write_buffer_size = bytes)
     }
 
     /// Shares write buffers between connections: a connection holds one only while writing.
     pub fn write_buffer_pool(self, pool: Arc<dyn BufferPool>) -> Self {
-        self.with(|i| i.io.pool = Some(pool))
+        self.with(|i| Arc::make_mut(&mut i.io).pool = Some(pool))
     }
 
     /// Largest message accepted; bigger ones close the connection with 1009. `None`: unlimited.
@@ -185,7 +185,7 @@ impl Dialer {
 
     /// How long [`Conn::close`] waits for the server's close frame.
     pub fn close_timeout(self, timeout: Duration) -> Self {
-        self.with(|i| i.io.close_timeout = timeout)
+        self.with(|i| Arc::make_mut(&mut i.io).close_timeout = timeout)
     }
 
     /// Replaces the protocol core's whole configuration.

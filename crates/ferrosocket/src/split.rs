@@ -13,7 +13,7 @@ use tokio::time::Instant;
 struct Shared<S> {
     core: Mutex<Connection>,
     writer: tokio::sync::Mutex<tokio::io::WriteHalf<S>>,
-    opts: IoOptions,
+    opts: Arc<IoOptions>,
 }
 
 impl<S> Shared<S> {

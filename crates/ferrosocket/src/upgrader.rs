@@ -23,7 +23,7 @@ struct Inner {
     handshake: ServerHandshake,
     handshake_timeout: Option<Duration>,
     config: Config,
-    io: IoOptions,
+    io: Arc<IoOptions>,
     check_origin: Option<OriginCheck>,
     error_response: Option<ErrorResponse>,
     response_headers: HeaderMap,
@@ -104,7 +104,7 @@ impl Upgrader {
                 handshake: ServerHandshake::new(),
                 handshake_timeout: Some(Duration::from_secs(10)),
                 config: Config::default(),
-                io: IoOptions::default(),
+                io: Arc::new(IoOptions::default()),
                 check_origin: None,
                 error_response: None,
                 response_headers: HeaderMap::new(),
@@ -131,18 +131,18 @@ impl Upgrader {
 
     /// Queued bytes that make [`Conn::feed`] write (at least 1 KiB).
     pub fn write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.io.write_buffer_size = bytes.max(1024))
+        self.with(|i| Arc::make_mut(&mut i.io).write_buffer_size = bytes.max(1024))
     }
 
     /// Largest amount of unwritten output before a connection stops reading from a peer that
     /// does not read what it is sent (default 4 MiB).
     pub fn max_write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.io.max_write_buffer_size = bytes)
+        self.with(|i| Arc::make_mut(&mut i.io).max_write_buffer_size = bytes)
     }
 
     /// Shares write buffers between connections: a connection holds one only while writing.
     pub fn write_buffer_pool(self, pool: Arc<dyn BufferPool>) -> Self {
-        self.with(|i| i.io.pool = Some(pool))
+        self.with(|i| Arc::make_mut(&mut i.io).pool = Some(pool))
     }
 
     /// Subprotocols the server supports, most preferred first. The first one of these the
@@ -219,23 +219,23 @@ impl Upgrader {
     /// Pings a silent peer every `interval` and drops it (1006) when nothing arrives within
     /// `timeout` of a ping. Default: off (the application chooses its liveness policy).
     pub fn keepalive(self, interval: Duration, timeout: Duration) -> Self {
-        self.with(|i| i.io.keepalive = Some((interval, timeout)))
+        self.with(|i| Arc::make_mut(&mut i.io).keepalive = Some((interval, timeout)))
     }
 
     /// Closes connections (1001) on which no message went either way for `after`.
     /// Default: off.
     pub fn idle_timeout(self, after: Option<Duration>) -> Self {
-        self.with(|i| i.io.idle_timeout = after)
+        self.with(|i| Arc::make_mut(&mut i.io).idle_timeout = after)
     }
 
     /// What to do with a peer that stops reading (default: close with 1008 after 60 s).
     pub fn slow_peer_policy(self, policy: crate::SlowPeerPolicy) -> Self {
-        self.with(|i| i.io.slow_peer = policy)
+        self.with(|i| Arc::make_mut(&mut i.io).slow_peer = policy)
     }
 
     /// How long [`Conn::close`] waits for the peer's close frame.
     pub fn close_timeout(self, timeout: Duration) -> Self {
-        self.with(|i| i.io.close_timeout = timeout)
+        self.with(|i| Arc::make_mut(&mut i.io).close_timeout = timeout)
     }
 
     /// Replaces the protocol core's whole configuration.
