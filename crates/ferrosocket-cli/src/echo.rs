@@ -39,6 +39,9 @@ pub(crate) struct EchoArgs {
     /// On Ctrl-C or SIGTERM, how long to wait for clients to answer the 1001 close.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     shutdown_timeout: u64,
+    /// Most clients connected at once; more get 503 (default: no limit).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Do not negotiate permessage-deflate compression (on by default).
     #[arg(long)]
     no_compression: bool,
@@ -87,7 +90,8 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(args.listen).await?;
     let mut upgrader = Upgrader::new()
         .max_message_size(Some(args.max_message_size))
-        .enable_compression(!args.no_compression);
+        .enable_compression(!args.no_compression)
+        .max_connections(args.max_connections);
     if args.keepalive > 0 {
         upgrader = upgrader.keepalive(
             Duration::from_secs(args.keepalive),

@@ -156,6 +156,8 @@ pub struct Conn<S> {
     shutdown: Option<(crate::ShutdownToken, ShutdownSignal)>,
     write_stall: Option<Pin<Box<Sleep>>>,
     ending: Option<Error>,
+    /// The upgrader's connection place this connection holds, if it counts connections.
+    slot: Option<crate::upgrader::ConnSlot>,
     finished: bool,
     read_closed: bool,
     shut_down: bool,
@@ -198,6 +200,7 @@ where
             shutdown: None,
             write_stall: None,
             ending: None,
+            slot: None,
             finished: false,
             read_closed: false,
             shut_down: false,
@@ -761,6 +764,10 @@ where
         self.core.set_write_compression(on);
     }
 
+    pub(crate) fn set_slot(&mut self, slot: crate::upgrader::ConnSlot) {
+        self.slot = Some(slot);
+    }
+
     /// Sends a ping whenever the peer has been silent for `interval`, and ends the session
     /// with a 1006 [`CloseError`] (see [`is_unexpected_close_error`]) when nothing at all
     /// arrives within `timeout` of that ping: dead-peer detection. `None` turns it off (the
@@ -854,6 +861,7 @@ pub(crate) struct SplitParts<S> {
     pub(crate) pong_handler: Option<PongHandler>,
     pub(crate) close_handler: Option<CloseHandler>,
     pub(crate) read_deadline: Option<Instant>,
+    pub(crate) slot: Option<crate::upgrader::ConnSlot>,
 }
 
 impl<S> Conn<S> {
@@ -866,6 +874,7 @@ impl<S> Conn<S> {
             pong_handler: self.pong_handler,
             close_handler: self.close_handler,
             read_deadline: self.read_deadline_at,
+            slot: self.slot,
         }
     }
 }

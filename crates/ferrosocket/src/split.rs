@@ -14,6 +14,8 @@ struct Shared<S> {
     core: Mutex<Connection>,
     writer: tokio::sync::Mutex<tokio::io::WriteHalf<S>>,
     opts: Arc<IoOptions>,
+    /// Held until both halves are gone (the upgrader's connection count).
+    _slot: Option<crate::upgrader::ConnSlot>,
 }
 
 impl<S> Shared<S> {
@@ -116,6 +118,7 @@ where
             core: Mutex::new(parts.core),
             writer: tokio::sync::Mutex::new(writer),
             opts: parts.opts,
+            _slot: parts.slot,
         });
         (
             ReadHalf {

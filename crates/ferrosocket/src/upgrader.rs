@@ -12,6 +12,7 @@ use ferrosocket_proto::{Config, Connection, Role};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, request};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -28,6 +29,8 @@ struct Inner {
     error_response: Option<ErrorResponse>,
     response_headers: HeaderMap,
     deflate: Option<DeflateConfig>,
+    max_connections: Option<usize>,
+    live: Arc<AtomicUsize>,
 }
 
 /// Turns HTTP/1.1 upgrade requests into WebSocket connections (gorilla's `Upgrader`).
@@ -41,6 +44,7 @@ struct Inner {
 /// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a peer cannot make us allocate without bound |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
 /// | [`max_header_bytes`](Self::max_header_bytes) | 16 KiB (431 beyond) | bounds the request head |
+/// | [`max_connections`](Self::max_connections) | none (503 beyond, when set) | the descriptor limit bounds it; set it to shed load early |
 /// | [`read_buffer_size`](Self::read_buffer_size) | 8 KiB | a few messages per read; grows for large frames, shrinks when idle |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a peer that never answers our close must not hold the connection |
@@ -109,6 +113,8 @@ impl Upgrader {
                 error_response: None,
                 response_headers: HeaderMap::new(),
                 deflate: None,
+                max_connections: None,
+                live: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -233,6 +239,18 @@ impl Upgrader {
         self.with(|i| Arc::make_mut(&mut i.io).slow_peer = policy)
     }
 
+    /// Most connections this upgrader (and its clones) keeps open at once; beyond it, upgrade
+    /// requests are answered with 503 Service Unavailable. `None` (default): no limit (the
+    /// process's file-descriptor limit is the bound).
+    pub fn max_connections(self, limit: Option<usize>) -> Self {
+        self.with(|i| i.max_connections = limit)
+    }
+
+    /// How many connections made by this upgrader (and its clones) are open now.
+    pub fn live_connections(&self) -> usize {
+        self.inner.live.load(Ordering::SeqCst)
+    }
+
     /// How long [`Conn::close`] waits for the peer's close frame.
     pub fn close_timeout(self, timeout: Duration) -> Self {
         self.with(|i| Arc::make_mut(&mut i.io).close_timeout = timeout)
@@ -329,6 +347,13 @@ impl Upgrader {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let slot = match ConnSlot::take(&self.inner.live, self.inner.max_connections) {
+            Some(slot) => slot,
+            None => {
+                let rejection = Rejection::from(HandshakeError::TooManyConnections);
+                return Err(self.reject(&mut io, rejection).await);
+            }
+        };
         let (parts, ()) = request.clone().into_parts();
         let mut accepted = match self.inner.handshake.validate(&parts) {
             Ok(a) => a,
@@ -358,12 +383,9 @@ impl Upgrader {
             core.enable_deflate(params, cfg);
         }
         core.receive(leftover);
-        Ok(Conn::from_parts(
-            io,
-            core,
-            self.inner.io.clone(),
-            accepted.negotiated.subprotocol,
-        ))
+        let mut conn = Conn::from_parts(io, core, self.inner.io.clone(), accepted.negotiated.subprotocol);
+        conn.set_slot(slot);
+        Ok(conn)
     }
 
     /// Answers a refused handshake and returns the error to report.
@@ -388,5 +410,25 @@ impl Upgrader {
         let _ = io.flush().await;
         let _ = io.shutdown().await;
         Error::Handshake(rejection.error)
+    }
+}
+
+/// One of an upgrader's connection places; given back when the connection is dropped.
+pub(crate) struct ConnSlot(Arc<AtomicUsize>);
+
+impl ConnSlot {
+    fn take(live: &Arc<AtomicUsize>, limit: Option<usize>) -> Option<Self> {
+        let limit = limit.unwrap_or(usize::MAX);
+        live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Self(live.clone()))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

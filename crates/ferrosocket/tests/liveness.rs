@@ -305,3 +305,55 @@ async fn slow_reader_memory_is_bounded_and_others_are_served() {
         "{slow_err}"
     );
 }
+
+#[tokio::test]
+async fn max_connections_answers_503_beyond_the_limit() {
+    let (listener, addr) = listen().await;
+    let upgrader = Upgrader::new().max_connections(Some(2));
+    let probe = upgrader.clone();
+    let server = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for i in 0..4 {
+            let (s, _) = listener.accept().await.unwrap();
+            results.push(upgrader.accept(s).await);
+            if i == 2 {
+                // Free one place: the fourth connection must get in.
+                results.remove(0);
+            }
+        }
+        results
+    });
+    let _a = RawClient::connect(addr).await;
+    let _b = RawClient::connect(addr).await;
+    // The third is refused with 503 while two are open.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(REQUEST.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(2), third.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let _d = RawClient::connect(addr).await;
+    let results = timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    assert!(
+        results[0].is_ok(),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        &results[1],
+        Err(Error::Handshake(
+            ferrosocket::proto::handshake::HandshakeError::TooManyConnections
+        ))
+    ));
+    assert!(results[2].is_ok());
+    assert_eq!(probe.live_connections(), 2);
+}

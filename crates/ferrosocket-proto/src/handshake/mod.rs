@@ -264,6 +264,9 @@ pub enum HandshakeError {
         "origin not allowed; connect from a page served by this host or ask for the origin to be allowed"
     )]
     OriginNotAllowed,
+    /// The server is at its configured connection limit (answered with 503).
+    #[error("server is at its connection limit; retry later")]
+    TooManyConnections,
     /// (Client) the server answered with this status instead of `101`.
     #[error(
         "server answered with status {0} instead of 101 switching protocols; check the url, credentials and server logs"
@@ -295,6 +298,7 @@ impl HandshakeError {
     ///
     /// * `400 Bad Request` for malformed, missing or wrong headers.
     /// * `403 Forbidden` for [`OriginNotAllowed`](Self::OriginNotAllowed).
+    /// * `503 Service Unavailable` for [`TooManyConnections`](Self::TooManyConnections).
     /// * `405 Method Not Allowed` for [`MethodNotGet`](Self::MethodNotGet)
     ///   (answer with `Allow: GET`, see [`server::Rejection::headers`]).
     /// * `426 Upgrade Required` for
@@ -316,6 +320,7 @@ impl HandshakeError {
             Self::HttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Self::Malformed(_)
             | Self::MissingHost
             | Self::NotUpgrade
