@@ -318,7 +318,7 @@ async fn max_connections_answers_503_beyond_the_limit() {
             results.push(upgrader.accept(s).await);
             if i == 2 {
                 // Free one place: the fourth connection must get in.
-                results.remove(0);
+                drop(results.remove(0));
             }
         }
         results
