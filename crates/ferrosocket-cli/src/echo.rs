@@ -1,5 +1,6 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
+use ferrosocket::proto::extensions::deflate::DeflateConfig;
 use ferrosocket::{Conn, Error, Message, Shutdown, ShutdownToken, Upgrader};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -39,6 +40,10 @@ pub(crate) struct EchoArgs {
     /// On Ctrl-C or SIGTERM, how long to wait for clients to answer the 1001 close.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     shutdown_timeout: u64,
+    /// Trade compression ratio for memory: no server context takeover, and compressor and
+    /// inflater state freed between messages (see DeflateConfig::low_memory).
+    #[arg(long)]
+    compression_low_memory: bool,
     /// Most clients connected at once; more get 503 (default: no limit).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
@@ -90,8 +95,14 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(args.listen).await?;
     let mut upgrader = Upgrader::new()
         .max_message_size(Some(args.max_message_size))
-        .enable_compression(!args.no_compression)
         .max_connections(args.max_connections);
+    if !args.no_compression {
+        let mut deflate = DeflateConfig::default();
+        if args.compression_low_memory {
+            deflate = deflate.server_no_context_takeover(true).low_memory(true);
+        }
+        upgrader = upgrader.deflate(Some(deflate));
+    }
     if args.keepalive > 0 {
         upgrader = upgrader.keepalive(
             Duration::from_secs(args.keepalive),
