@@ -52,6 +52,9 @@ if [ "$quick" = 1 ]; then
     [ "$duration_set" = 1 ] || duration=2
     warmup=0.5
     cells="16:1:1 16:100:1 16:100:16 16384:100:1 1048576:1:1"
+elif [ -n "${BENCH_CELLS:-}" ]; then
+    # e.g. BENCH_CELLS="1024:100:16 16384:1:16" (payload:connections:in-flight)
+    cells=$BENCH_CELLS
 else
     cells=""
     for size in 16 1024 16384 1048576; do

@@ -8,6 +8,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
+/// The first allocation of the gathering buffer.
+const MIN_TAIL: usize = 4096;
+
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
     /// Chunks ready to go, in order, before `tail`.
@@ -29,7 +32,13 @@ impl OutQueue {
 
     /// Appends bytes by copying them into the tail buffer.
     pub(crate) fn tail_mut(&mut self, additional: usize) -> &mut BytesMut {
-        self.tail.reserve(additional);
+        if self.tail.capacity() == 0 {
+            // A fresh buffer (idle connections hold none): room for a burst of small frames
+            // at once instead of growing frame by frame.
+            self.tail.reserve(additional.max(MIN_TAIL));
+        } else {
+            self.tail.reserve(additional);
+        }
         &mut self.tail
     }
 

@@ -64,7 +64,7 @@ struct Inner {
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | TLS and the HTTP upgrade: a server that accepts TCP but never answers must not hold the caller (gorilla's zero value means none) |
 /// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a server cannot make us allocate without bound |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
-/// | [`read_buffer_size`](Self::read_buffer_size) | 8 KiB | a few messages per read; grows for large frames, shrinks when idle |
+/// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; freed whenever a read would block, so idle connections hold none |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a server that never answers our close must not hold the connection |
 /// | [`proxy_from_env`](Self::proxy_from_env) | on | like Go's `http.ProxyFromEnvironment` (gorilla's `DefaultDialer`): clients behind a proxy work without code changes |

@@ -45,7 +45,7 @@ struct Inner {
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
 /// | [`max_header_bytes`](Self::max_header_bytes) | 16 KiB (431 beyond) | bounds the request head |
 /// | [`max_connections`](Self::max_connections) | none (503 beyond, when set) | the descriptor limit bounds it; set it to shed load early |
-/// | [`read_buffer_size`](Self::read_buffer_size) | 8 KiB | a few messages per read; grows for large frames, shrinks when idle |
+/// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; freed whenever a read would block, so idle connections hold none |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a peer that never answers our close must not hold the connection |
 /// | [`keepalive`](Self::keepalive) | off | the application chooses its liveness policy (the CLI turns it on) |
