@@ -226,6 +226,11 @@ where
 
     /// Receives the next text or binary message.
     ///
+    /// A message that arrived in a single frame is a slice of the buffer the socket was read
+    /// into (no copy). Keeping it keeps that buffer (up to the read buffer size, 64 KiB by
+    /// default) alive: to store many small messages for long, copy them
+    /// (`Bytes::copy_from_slice`).
+    ///
     /// # Errors
     /// [`Error::Closed`] when the session ends (peer's close code, or 1006 when the transport
     /// dropped), [`Error::Protocol`] when the peer broke the protocol (we sent 1002/1007/1009),
