@@ -33,9 +33,68 @@ pub enum CloseAction {
 }
 
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
-pub(crate) type PingHandler = Box<dyn FnMut(&[u8]) -> PingAction + Send>;
-pub(crate) type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
-pub(crate) type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
+type PingHandler = Box<dyn FnMut(&[u8]) -> PingAction + Send>;
+type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
+type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
+
+/// The application's ping, pong and close handlers, and how their answers reach the core.
+/// Shared by [`Conn`] and the split [`ReadHalf`](crate::ReadHalf).
+#[derive(Default)]
+pub(crate) struct Handlers {
+    ping: Option<PingHandler>,
+    pong: Option<PongHandler>,
+    close: Option<CloseHandler>,
+}
+
+impl Handlers {
+    pub(crate) fn set_ping(&mut self, core: &mut Connection, handler: PingHandler) {
+        core.set_auto_pong(false);
+        self.ping = Some(handler);
+    }
+
+    pub(crate) fn set_pong(&mut self, handler: PongHandler) {
+        self.pong = Some(handler);
+    }
+
+    pub(crate) fn set_close(&mut self, core: &mut Connection, handler: CloseHandler) {
+        core.set_auto_close_reply(false);
+        self.close = Some(handler);
+    }
+
+    /// Runs the handler for a control event (the core answered it already when no handler
+    /// is set). Returns the close to report, for [`Event::Close`].
+    pub(crate) fn on_control(&mut self, core: &mut Connection, event: Event) -> Option<CloseError> {
+        match event {
+            Event::Ping(p) => {
+                if let Some(h) = &mut self.ping
+                    && h(&p) == PingAction::Pong
+                {
+                    // Fails only when closing, when no pong is owed.
+                    let _ = core.send_pong(&p);
+                }
+                None
+            }
+            Event::Pong(p) => {
+                if let Some(h) = &mut self.pong {
+                    h(&p);
+                }
+                None
+            }
+            Event::Close(frame) => {
+                if let Some(h) = &mut self.close {
+                    let reply = match h(frame.as_ref()) {
+                        CloseAction::Echo => frame.as_ref().map(|f| CloseFrame::new(f.code, "")),
+                        CloseAction::Reply(f) => Some(f),
+                    };
+                    // Only fails if a close was already sent: then nothing more is owed.
+                    let _ = core.send_close(reply);
+                }
+                Some(CloseError::from_frame(frame.as_ref()))
+            }
+            Event::Message(_) => None,
+        }
+    }
+}
 
 /// What to do with a peer that does not read what we send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,9 +203,7 @@ pub struct Conn<S> {
     /// Shared by every connection of an `Upgrader`/`Dialer` (copied on write).
     opts: Arc<IoOptions>,
     subprotocol: Option<String>,
-    ping_handler: Option<PingHandler>,
-    pong_handler: Option<PongHandler>,
-    close_handler: Option<CloseHandler>,
+    handlers: Handlers,
     read_deadline: Option<Pin<Box<Sleep>>>,
     read_deadline_at: Option<Instant>,
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -188,9 +245,7 @@ where
             core,
             opts,
             subprotocol,
-            ping_handler: None,
-            pong_handler: None,
-            close_handler: None,
+            handlers: Handlers::default(),
             read_deadline: None,
             read_deadline_at: None,
             write_deadline: None,
@@ -259,22 +314,10 @@ where
                     }
                     return Poll::Ready(Ok(m));
                 }
-                Ok(Some(Event::Ping(p))) => self.on_ping(&p),
-                Ok(Some(Event::Pong(p))) => {
-                    if let Some(h) = &mut self.pong_handler {
-                        h(&p);
+                Ok(Some(control)) => {
+                    if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
+                        self.ending = Some(Error::Closed(closed));
                     }
-                }
-                Ok(Some(Event::Close(frame))) => {
-                    if let Some(h) = &mut self.close_handler {
-                        let reply = match h(frame.as_ref()) {
-                            CloseAction::Echo => frame.as_ref().map(|f| CloseFrame::new(f.code, "")),
-                            CloseAction::Reply(f) => Some(f),
-                        };
-                        // Only fails if a close was already sent: then nothing more is owed.
-                        let _ = self.core.send_close(reply);
-                    }
-                    self.ending = Some(Error::Closed(CloseError::from_frame(frame.as_ref())));
                 }
                 Ok(None) => {
                     if let Poll::Ready(Err(e)) = self.poll_write_some(cx) {
@@ -410,15 +453,6 @@ where
             return Some(Error::Timeout(TimeoutKind::Write));
         }
         None
-    }
-
-    fn on_ping(&mut self, payload: &[u8]) {
-        if let Some(h) = &mut self.ping_handler
-            && h(payload) == PingAction::Pong
-        {
-            // Fails only when closing, when no pong is owed.
-            let _ = self.core.send_pong(payload);
-        }
     }
 
     /// Reads once from the transport into the core.
@@ -732,13 +766,12 @@ where
     /// Runs `handler` for every ping; its answer decides whether a pong is sent (gorilla's
     /// `SetPingHandler`). The default handler answers every ping.
     pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
-        self.core.set_auto_pong(false);
-        self.ping_handler = Some(Box::new(handler));
+        self.handlers.set_ping(&mut self.core, Box::new(handler));
     }
 
     /// Runs `handler` for every pong (gorilla's `SetPongHandler`); e.g. to extend a deadline.
     pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
-        self.pong_handler = Some(Box::new(handler));
+        self.handlers.set_pong(Box::new(handler));
     }
 
     /// Runs `handler` when the peer's close frame arrives; its answer is the close frame sent
@@ -747,8 +780,7 @@ where
         &mut self,
         handler: impl FnMut(Option<&CloseFrame>) -> CloseAction + Send + 'static,
     ) {
-        self.core.set_auto_close_reply(false);
-        self.close_handler = Some(Box::new(handler));
+        self.handlers.set_close(&mut self.core, Box::new(handler));
     }
 
     /// After `deadline`, a pending [`recv`](Self::recv) returns [`TimeoutKind::Read`]; `None`
@@ -862,9 +894,7 @@ pub(crate) struct SplitParts<S> {
     pub(crate) io: S,
     pub(crate) core: Connection,
     pub(crate) opts: Arc<IoOptions>,
-    pub(crate) ping_handler: Option<PingHandler>,
-    pub(crate) pong_handler: Option<PongHandler>,
-    pub(crate) close_handler: Option<CloseHandler>,
+    pub(crate) handlers: Handlers,
     pub(crate) read_deadline: Option<Instant>,
     pub(crate) slot: Option<crate::upgrader::ConnSlot>,
 }
@@ -875,9 +905,7 @@ impl<S> Conn<S> {
             io: self.io,
             core: self.core,
             opts: self.opts,
-            ping_handler: self.ping_handler,
-            pong_handler: self.pong_handler,
-            close_handler: self.close_handler,
+            handlers: self.handlers,
             read_deadline: self.read_deadline_at,
             slot: self.slot,
         }

@@ -1,6 +1,6 @@
 //! Reader and writer halves of a [`Conn`], for using it from two tasks.
 
-use crate::conn::{CloseAction, CloseHandler, Conn, IoOptions, PingAction, PingHandler, PongHandler};
+use crate::conn::{CloseAction, Conn, Handlers, IoOptions, PingAction};
 use crate::error::{CloseError, Error, TimeoutKind};
 use bytes::{Bytes, BytesMut};
 use ferrosocket_proto::{CloseFrame, Connection, Event, Message, ReadError, Role, State};
@@ -67,9 +67,7 @@ pub struct ReadHalf<S> {
     shared: Arc<Shared<S>>,
     reader: tokio::io::ReadHalf<S>,
     buf: BytesMut,
-    ping_handler: Option<PingHandler>,
-    pong_handler: Option<PongHandler>,
-    close_handler: Option<CloseHandler>,
+    handlers: Handlers,
     read_deadline: Option<Instant>,
     finished: bool,
 }
@@ -125,9 +123,7 @@ where
                 shared: shared.clone(),
                 reader,
                 buf: BytesMut::new(),
-                ping_handler: parts.ping_handler,
-                pong_handler: parts.pong_handler,
-                close_handler: parts.close_handler,
+                handlers: parts.handlers,
                 read_deadline: parts.read_deadline,
                 finished: false,
             },
@@ -160,29 +156,17 @@ where
             let event = self.shared.core().poll_event();
             match event {
                 Ok(Some(Event::Message(m))) => return Ok(m),
-                Ok(Some(Event::Ping(p))) => {
-                    if let Some(h) = &mut self.ping_handler
-                        && h(&p) == PingAction::Pong
-                    {
-                        let _ = self.shared.core().send_pong(&p);
+                Ok(Some(control)) => {
+                    let is_ping = matches!(control, Event::Ping(_));
+                    let closed = self.handlers.on_control(&mut self.shared.core(), control);
+                    if let Some(closed) = closed {
+                        let _ =
+                            tokio::time::timeout(self.shared.opts.close_timeout, self.shared.flush()).await;
+                        return Err(Error::Closed(closed));
                     }
-                    self.shared.flush().await?;
-                }
-                Ok(Some(Event::Pong(p))) => {
-                    if let Some(h) = &mut self.pong_handler {
-                        h(&p);
+                    if is_ping {
+                        self.shared.flush().await?;
                     }
-                }
-                Ok(Some(Event::Close(frame))) => {
-                    if let Some(h) = &mut self.close_handler {
-                        let reply = match h(frame.as_ref()) {
-                            CloseAction::Echo => frame.as_ref().map(|f| CloseFrame::new(f.code, "")),
-                            CloseAction::Reply(f) => Some(f),
-                        };
-                        let _ = self.shared.core().send_close(reply);
-                    }
-                    let _ = tokio::time::timeout(self.shared.opts.close_timeout, self.shared.flush()).await;
-                    return Err(Error::Closed(CloseError::from_frame(frame.as_ref())));
                 }
                 Ok(None) => {
                     if self.shared.core().wants_write() {
@@ -227,13 +211,12 @@ where
 
     /// See [`Conn::set_ping_handler`].
     pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
-        self.shared.core().set_auto_pong(false);
-        self.ping_handler = Some(Box::new(handler));
+        self.handlers.set_ping(&mut self.shared.core(), Box::new(handler));
     }
 
     /// See [`Conn::set_pong_handler`].
     pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
-        self.pong_handler = Some(Box::new(handler));
+        self.handlers.set_pong(Box::new(handler));
     }
 
     /// See [`Conn::set_close_handler`].
@@ -241,8 +224,8 @@ where
         &mut self,
         handler: impl FnMut(Option<&CloseFrame>) -> CloseAction + Send + 'static,
     ) {
-        self.shared.core().set_auto_close_reply(false);
-        self.close_handler = Some(Box::new(handler));
+        self.handlers
+            .set_close(&mut self.shared.core(), Box::new(handler));
     }
 
     /// See [`Conn::set_read_deadline`].
