@@ -3,6 +3,7 @@
 #
 #   scripts/autobahn.sh server [--cases PATTERN,...] [--exclude PATTERN,...|none]
 #   scripts/autobahn.sh client [--cases PATTERN,...] [--exclude PATTERN,...|none]
+#   scripts/autobahn.sh setup   (only install wstest)
 #
 # server: starts `ferrosocket echo` on 127.0.0.1:9001 and runs `wstest -m fuzzingclient` at it.
 # client: starts `wstest -m fuzzingserver` on 127.0.0.1:9002 and runs `ferrosocket autobahn-client`.
@@ -22,10 +23,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 MODE=${1:-}
-[[ $MODE == server || $MODE == client ]] || usage
+[[ $MODE == server || $MODE == client || $MODE == setup ]] || usage
 shift
 CASES='*'
 EXCLUDE='12.*,13.*'
@@ -234,7 +235,13 @@ build_bin() {
 }
 
 # ---------------------------------------------------------------- main
+# Two runs may start side by side (CI runs both roles at once): install under a lock.
+mkdir -p "$ROOT/autobahn"
+exec 9>"$ROOT/autobahn/.setup.lock"
+flock 9
 setup_wstest
+flock -u 9
+[[ $MODE == setup ]] && exit 0
 mkdir -p "$REPORTS"
 rm -rf "$OUTDIR"
 SPEC=$REPORTS/$( [[ $MODE == server ]] && echo fuzzingclient || echo fuzzingserver ).json
