@@ -1,5 +1,8 @@
 //! Limits and options of a [`Connection`](crate::Connection), each default with its reason.
 
+use crate::timers::{Keepalive, SlowPeerPolicy};
+use std::time::Duration;
+
 /// Options for a [`Connection`](crate::Connection).
 ///
 /// Build one from [`Config::default()`] and the by-value setters:
@@ -45,6 +48,24 @@ pub struct Config {
     ///
     /// Default: `false`. Only for peers known to be broken; masking protects intermediaries.
     pub dangerous_accept_unmasked_frames: bool,
+    /// Ping a silent peer and end the connection (1006) when nothing comes back: see
+    /// [`Keepalive`].
+    ///
+    /// Default: off. The application chooses its liveness policy (the CLI turns it on).
+    pub keepalive: Option<Keepalive>,
+    /// Close with 1001 ("idle timeout") when no message went either way for this long.
+    ///
+    /// Default: off; idle connections are legitimate in many protocols.
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait, after queueing our close frame, for the peer's close frame and the end
+    /// of the transport; then give up ([`Timer::CloseHandshake`](crate::Timer::CloseHandshake)).
+    ///
+    /// Default: 10 s. A peer that never answers close must not hold the connection.
+    pub close_timeout: Option<Duration>,
+    /// What to do when queued output makes no progress: see [`SlowPeerPolicy`].
+    ///
+    /// Default: fail with 1008 after 60 s without progress.
+    pub slow_peer: SlowPeerPolicy,
 }
 
 impl Default for Config {
@@ -56,6 +77,10 @@ impl Default for Config {
             auto_pong: true,
             auto_close_reply: true,
             dangerous_accept_unmasked_frames: false,
+            keepalive: None,
+            idle_timeout: None,
+            close_timeout: Some(Duration::from_secs(10)),
+            slow_peer: SlowPeerPolicy::default(),
         }
     }
 }
@@ -94,6 +119,30 @@ impl Config {
     /// Sets [`dangerous_accept_unmasked_frames`](Self::dangerous_accept_unmasked_frames).
     pub fn dangerous_accept_unmasked_frames(mut self, on: bool) -> Self {
         self.dangerous_accept_unmasked_frames = on;
+        self
+    }
+
+    /// Sets [`keepalive`](Self::keepalive).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn idle_timeout(mut self, after: Option<Duration>) -> Self {
+        self.idle_timeout = after;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`slow_peer`](Self::slow_peer).
+    pub fn slow_peer(mut self, policy: SlowPeerPolicy) -> Self {
+        self.slow_peer = policy;
         self
     }
 }

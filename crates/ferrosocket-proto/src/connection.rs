@@ -7,12 +7,14 @@ use crate::extensions::deflate::{DeflateCodec, DeflateConfig, DeflateParams, Sha
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::mask::{MaskSource, OsMaskSource, apply_mask};
 use crate::output::OutQueue;
+use crate::timers::{Clocks, Due, Facts, Timer};
 use crate::utf8::Utf8Validator;
 use crate::{
     CloseCode, CloseFrame, Config, Message, MessageKind, ProtocolError, ReadError, SendError, Utf8Bytes,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::IoSlice;
+use std::time::Instant;
 
 /// Which end of the connection this is. It decides masking (RFC 6455 §5.1) and who closes the
 /// transport first (RFC 6455 §7.1.1: the server).
@@ -140,6 +142,8 @@ pub struct Connection {
     failed: Option<ProtocolError>,
     abnormal: bool,
     aborted: bool,
+
+    clocks: Clocks,
 }
 
 impl std::fmt::Debug for Connection {
@@ -177,6 +181,7 @@ impl Connection {
             failed: None,
             abnormal: false,
             aborted: false,
+            clocks: Clocks::default(),
         }
     }
 
@@ -252,7 +257,8 @@ impl Connection {
 
     /// Where the close handshake stands.
     pub fn state(&self) -> State {
-        if self.failed.is_some() || self.abnormal || self.aborted {
+        let timed_out = self.clocks.expired.is_some_and(|t| t != Timer::Idle);
+        if self.failed.is_some() || self.abnormal || self.aborted || timed_out {
             return State::Closed;
         }
         match (self.close_sent.is_some(), self.close_received.is_some()) {
@@ -351,6 +357,9 @@ impl Connection {
     /// Errors are sticky: after `Err`, every call returns the same error.
     pub fn poll_event(&mut self) -> Result<Option<Event>, ReadError> {
         loop {
+            if let Some(timer) = self.clocks.expired {
+                return Err(ReadError::TimedOut(timer));
+            }
             if let Some(e) = &self.failed {
                 return Err(ReadError::Protocol(e.clone()));
             }
@@ -606,6 +615,7 @@ impl Connection {
     }
 
     fn complete(&mut self, kind: MessageKind, payload: Bytes) -> Result<Event, ReadError> {
+        self.clocks.message_activity = true;
         Ok(Event::Message(match kind {
             MessageKind::Binary => Message::Binary(payload),
             MessageKind::Text => {
@@ -666,17 +676,23 @@ impl Connection {
                     .is_some_and(|c| !fin || payload.len() >= c.threshold);
         }
         self.sending = if fin { None } else { Some(kind) };
+        self.clocks.message_activity = true;
         if self.sending_compressed {
             let mut out = Vec::with_capacity(payload.len() / 2 + 16);
-            if let Some(codec) = &mut self.deflate {
-                // Compressing our own data cannot fail short of a zlib bug; send it
-                // uncompressed rather than lose it.
-                if codec.compress(&payload, fin, &mut out).is_ok() {
-                    let first = opcode != OpCode::Continuation;
-                    self.write_payload(opcode, fin, first, Bytes::from(out));
-                    return Ok(());
-                }
+            let result = match &mut self.deflate {
+                Some(codec) => codec.compress(&payload, fin, &mut out),
+                None => Err(ProtocolError::Inflate("no compression context".into())),
+            };
+            if let Err(e) = result {
+                // Only a zlib bug gets here. Sending the data uncompressed instead would corrupt
+                // the peer's inflate stream (inside a compressed message, or with context
+                // takeover), so the connection fails with 1011.
+                self.fail(CloseCode::INTERNAL_ERROR, "compression failed");
+                return Err(SendError::Compression(e.to_string()));
             }
+            let first = opcode != OpCode::Continuation;
+            self.write_payload(opcode, fin, first, Bytes::from(out));
+            return Ok(());
         }
         self.write_payload(opcode, fin, false, payload);
         Ok(())
@@ -689,6 +705,7 @@ impl Connection {
         if self.sending.is_some() {
             return Err(SendError::MessageInProgress);
         }
+        self.clocks.message_activity = true;
         if frame.len() > COPY_THRESHOLD {
             self.out.push_chunk(frame);
         } else {
@@ -814,6 +831,119 @@ impl Connection {
         }
     }
 
+    // ---- time ----------------------------------------------------------------------------
+
+    /// Tells the core that the transport delivered input (bytes or its end) at `now`: any
+    /// input is a sign of life for [keepalive](Config::keepalive).
+    pub fn note_input(&mut self, now: Instant) {
+        self.clocks.last_input = Some(now);
+        self.clocks.ping_sent = None;
+    }
+
+    /// Tells the core that the transport could not take queued output at `now`: the
+    /// [slow-peer](Config::slow_peer) timer runs from the first such moment until output
+    /// progresses ([`advance_output`](Self::advance_output) with a non-zero count).
+    pub fn note_output_blocked(&mut self, now: Instant) {
+        if !self.out.is_empty() {
+            self.clocks.stall_since.get_or_insert(now);
+        }
+    }
+
+    /// Lets the timers act at `now`: queue a keepalive ping, close an idle connection with
+    /// 1001, or end the connection when the keepalive, close-handshake or slow-peer timer ran
+    /// out (then [`poll_event`](Self::poll_event) returns [`ReadError::TimedOut`]).
+    ///
+    /// Call it after input and commands, before waiting, and whenever the deadline of
+    /// [`poll_timeout`](Self::poll_timeout) passes. Timers start counting at the first call.
+    ///
+    /// ```
+    /// use ferrosocket_proto::{Config, Connection, Keepalive, ReadError, Role, Timer};
+    /// use std::time::{Duration, Instant};
+    /// let second = Duration::from_secs(1);
+    /// let config = Config::default().keepalive(Some(Keepalive::new(10 * second, 5 * second)));
+    /// let mut conn = Connection::new(Role::Server, config);
+    /// let t0 = Instant::now();
+    /// conn.handle_timeout(t0);
+    /// assert_eq!(conn.poll_timeout(), Some(t0 + 10 * second));
+    /// conn.handle_timeout(t0 + 10 * second); // silence: a ping goes out
+    /// assert_eq!(conn.take_output(), [0x89, 9, b'k', b'e', b'e', b'p', b'a', b'l', b'i', b'v', b'e']);
+    /// assert_eq!(conn.poll_timeout(), Some(t0 + 15 * second));
+    /// conn.handle_timeout(t0 + 15 * second); // still nothing: the peer is gone
+    /// assert_eq!(conn.poll_event(), Err(ReadError::TimedOut(Timer::Keepalive)));
+    /// ```
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let facts = self.timer_facts();
+        match self.clocks.due(&self.config, facts, now) {
+            Due::Nothing => {}
+            Due::SendPing => {
+                if self.check_can_send().is_ok() {
+                    self.write_frame(OpCode::Ping, true, b"keepalive");
+                }
+            }
+            Due::Expire(timer) => {
+                match timer {
+                    Timer::Idle => {
+                        let frame = CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout");
+                        // Fails only when a close was already sent.
+                        let _ = self.send_close(Some(frame));
+                    }
+                    Timer::SlowPeer => {
+                        if let crate::SlowPeerPolicy::Close { code, .. } = self.config.slow_peer {
+                            self.fail(code, "peer too slow to read");
+                        }
+                    }
+                    Timer::Keepalive | Timer::CloseHandshake => {
+                        self.rbuf = BytesMut::new();
+                        self.frame = None;
+                        self.assembly = None;
+                    }
+                }
+                self.clocks.expired = Some(timer);
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next needs to run, if any timer is armed.
+    /// Valid after a `handle_timeout` call that followed the latest input or command.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.clocks.next(&self.config, self.timer_facts())
+    }
+
+    /// The timer that ended the connection, if one did.
+    pub fn timed_out(&self) -> Option<Timer> {
+        self.clocks.expired
+    }
+
+    /// Changes the keepalive settings from now on (see [`Config::keepalive`]).
+    pub fn set_keepalive(&mut self, keepalive: Option<crate::Keepalive>) {
+        self.config.keepalive = keepalive;
+        self.clocks.ping_sent = None;
+    }
+
+    /// Changes the idle timeout from now on (see [`Config::idle_timeout`]).
+    pub fn set_idle_timeout(&mut self, after: Option<std::time::Duration>) {
+        self.config.idle_timeout = after;
+        self.clocks.message_activity = true;
+    }
+
+    /// Changes the slow-peer policy (see [`Config::slow_peer`]).
+    pub fn set_slow_peer_policy(&mut self, policy: crate::SlowPeerPolicy) {
+        self.config.slow_peer = policy;
+    }
+
+    /// Changes the close-handshake timeout (see [`Config::close_timeout`]).
+    pub fn set_close_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.config.close_timeout = timeout;
+    }
+
+    fn timer_facts(&self) -> Facts {
+        Facts {
+            open: self.state() == State::Open,
+            closing: self.close_sent.is_some() && !self.eof,
+            output_queued: !self.out.is_empty(),
+        }
+    }
+
     // ---- output --------------------------------------------------------------------------
 
     /// Whether bytes are waiting to be written.
@@ -839,9 +969,12 @@ impl Connection {
         self.out.first()
     }
 
-    /// Marks `n` bytes of the pending output as written.
+    /// Marks `n` bytes of the pending output as written (progress stops the slow-peer timer).
     pub fn advance_output(&mut self, n: usize) {
         self.out.advance(n);
+        if n > 0 {
+            self.clocks.stall_since = None;
+        }
     }
 
     /// Takes all pending output as one `Vec` (convenient for tests and simple transports).

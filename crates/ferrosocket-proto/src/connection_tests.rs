@@ -1849,7 +1849,10 @@ fn check_hostile(
         Some(ReadError::Protocol(e)) => {
             prop_assert!(!closed);
             prop_assert_eq!(conn.poll_event(), Err(ReadError::Protocol(e.clone())));
-        } // No other arm: a new `ReadError` variant must be added here (exhaustive in-crate).
+        }
+        // No timer runs here: this test never calls handle_timeout.
+        Some(ReadError::TimedOut(t)) => prop_assert!(false, "timer {t:?} fired without handle_timeout"),
+        // No other arm: a new `ReadError` variant must be added here (exhaustive in-crate).
     }
     for e in &events {
         if let (Event::Message(m), Some(max)) = (e, max) {

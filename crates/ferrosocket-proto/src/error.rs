@@ -85,6 +85,9 @@ pub enum ReadError {
     /// The transport ended without a close frame (reported as 1006 abnormal closure).
     #[error("connection ended without a close frame")]
     AbnormalClosure,
+    /// A timer ended the connection (see [`Connection::handle_timeout`](crate::Connection::handle_timeout)).
+    #[error("{0}")]
+    TimedOut(crate::Timer),
 }
 
 /// Why a send was refused. Sending never fails because of the peer; only misuse is reported.
@@ -103,6 +106,11 @@ pub enum SendError {
     /// A fragmented message is being sent; finish it before starting another.
     #[error("a fragmented message is in progress; send its last fragment first")]
     MessageInProgress,
+    /// Compressing the message failed (a zlib fault, not the caller's); the connection
+    /// failed with 1011 (internal error), because sending the data uncompressed would corrupt
+    /// the peer's decompression stream.
+    #[error("compressing the message failed ({0}); the connection failed with 1011")]
+    Compression(String),
     /// A continuation was sent with no fragmented message in progress.
     #[error("no fragmented message in progress to continue")]
     NoMessageInProgress,

@@ -31,6 +31,7 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 mod output;
+mod timers;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -38,3 +39,4 @@ pub use config::Config;
 pub use connection::{Connection, Event, Role, State};
 pub use error::{ProtocolError, ReadError, SendError};
 pub use message::{Message, MessageKind, Utf8Bytes};
+pub use timers::{Keepalive, SlowPeerPolicy, Timer};
