@@ -282,9 +282,15 @@ impl Accept {
 /// Then the transport is closed and the upgrade returns [`Error::Rejected`](crate::Error::Rejected).
 /// The status must be 300 or above: a 1xx or 2xx refusal is a bug in the callback, answered
 /// with 500 ([`DecisionError::RejectStatus`]).
+///
+/// One pointer wide (the response is boxed), so a callback's `Result<Accept, Reject>` stays
+/// small and clippy's `result_large_err` stays quiet in your code.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Reject {
+pub struct Reject(Box<RejectInner>);
+
+#[derive(Debug, Clone)]
+struct RejectInner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -293,49 +299,54 @@ pub struct Reject {
 impl Reject {
     /// A refusal with this status, no extra header and an empty body.
     pub fn new(status: StatusCode) -> Self {
-        Self {
+        Self(Box::new(RejectInner {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
-        }
+        }))
     }
 
     /// Adds a header to the response (e.g. `WWW-Authenticate`, `Location`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.0.headers.append(name, value);
         self
     }
 
     /// Sets the response body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.0.body = body.into();
         self
     }
 
     /// The status this refusal answers with.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// Serializes the response, or says why this refusal cannot be sent.
-    pub(crate) fn write_to(mut self, dst: &mut Vec<u8>) -> Result<StatusCode, DecisionError> {
-        if self.status.as_u16() < 300 {
-            return Err(DecisionError::RejectStatus(self.status));
+    pub(crate) fn write_to(self, dst: &mut Vec<u8>) -> Result<StatusCode, DecisionError> {
+        let RejectInner {
+            status,
+            mut headers,
+            mut body,
+        } = *self.0;
+        if status.as_u16() < 300 {
+            return Err(DecisionError::RejectStatus(status));
         }
-        self.headers.remove(CONTENT_LENGTH);
-        self.headers.remove(TRANSFER_ENCODING);
-        self.headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        if self.status == StatusCode::NOT_MODIFIED {
-            self.body = Bytes::new(); // a 304 has no body, and no Content-Length is written
+        headers.remove(CONTENT_LENGTH);
+        headers.remove(TRANSFER_ENCODING);
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        if status == StatusCode::NOT_MODIFIED {
+            body = Bytes::new(); // a 304 has no body, and no Content-Length is written
         }
-        if !self.body.is_empty() && !self.headers.contains_key(CONTENT_TYPE) {
-            self.headers.insert(
+        if !body.is_empty() && !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
         }
-        write_response(self.status, &self.headers, &self.body, dst);
-        Ok(self.status)
+        write_response(status, &headers, &body, dst);
+        Ok(status)
     }
 }
 
