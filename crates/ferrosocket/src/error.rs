@@ -100,6 +100,17 @@ pub enum Error {
     /// `ErrBadHandshake`): its status, headers and the start of its body.
     #[error(transparent)]
     BadHandshake(Box<crate::dialer::HandshakeResponse>),
+    /// The [`Upgrader::on_request`](crate::Upgrader::on_request) callback refused the upgrade:
+    /// its response, with this status, was sent and the transport closed.
+    #[error("upgrade rejected by the request callback with {status}")]
+    Rejected {
+        /// The status the callback answered with.
+        status: http::StatusCode,
+    },
+    /// The [`Upgrader::on_request`](crate::Upgrader::on_request) callback made a decision the
+    /// handshake cannot honour (a bug in the callback); 500 was sent and the transport closed.
+    #[error("upgrade callback error: {0}")]
+    BadDecision(#[from] crate::DecisionError),
     /// A deadline or timeout passed.
     #[error("timed out: {0:?}")]
     Timeout(TimeoutKind),

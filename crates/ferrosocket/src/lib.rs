@@ -84,7 +84,7 @@ pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
 pub use split::{ReadHalf, WriteHalf};
-pub use upgrader::{IncomingRequest, Upgrader};
+pub use upgrader::{Accept, DecisionError, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

@@ -1,5 +1,9 @@
 //! The server side of the opening handshake.
 
+mod callback;
+
+pub use callback::{Accept, DecisionError, PeerAddr, Reject, UpgradeRequest};
+
 use crate::conn::{Conn, IoOptions};
 use crate::error::{Error, TimeoutKind};
 use crate::pool::BufferPool;
@@ -11,6 +15,7 @@ use ferrosocket_proto::handshake::{HandshakeError, Limits};
 use ferrosocket_proto::{Config, Connection, Role};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, request};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,6 +33,7 @@ struct Inner {
     check_origin: Option<OriginCheck>,
     error_response: Option<ErrorResponse>,
     response_headers: HeaderMap,
+    on_request: Option<callback::OnRequest>,
     deflate: Option<DeflateConfig>,
     max_connections: Option<usize>,
     live: Arc<AtomicUsize>,
@@ -100,6 +106,14 @@ pub struct IncomingRequest {
     pub leftover: BytesMut,
 }
 
+impl IncomingRequest {
+    /// Records the peer's address in the request (as a [`PeerAddr`] extension), so that the
+    /// [`on_request`](Upgrader::on_request) callback sees it when this request is upgraded.
+    pub fn set_peer_addr(&mut self, addr: SocketAddr) {
+        self.request.extensions_mut().insert(PeerAddr(addr));
+    }
+}
+
 impl Upgrader {
     /// An upgrader with the defaults in the table above.
     pub fn new() -> Self {
@@ -112,6 +126,7 @@ impl Upgrader {
                 check_origin: None,
                 error_response: None,
                 response_headers: HeaderMap::new(),
+                on_request: None,
                 deflate: None,
                 max_connections: None,
                 live: Arc::new(AtomicUsize::new(0)),
@@ -195,11 +210,89 @@ impl Upgrader {
         })
     }
 
-    /// Adds a header to every 101 response (e.g. `Set-Cookie`).
+    /// Adds a header to every 101 response (e.g. `Set-Cookie`). For a header on one
+    /// connection only, use [`on_request`](Self::on_request) and [`Accept::header`].
     pub fn response_header(self, name: HeaderName, value: HeaderValue) -> Self {
         self.with(|i| {
             i.response_headers.append(name, value);
         })
+    }
+
+    /// Decides, for each valid upgrade request, whether and how to upgrade it (gorilla checks
+    /// in the handler before `Upgrade`, tungstenite's `accept_hdr` callback).
+    ///
+    /// The callback runs after the handshake was validated and the origin check passed, on both
+    /// paths ([`accept`](Self::accept), [`accept_from`](Self::accept_from) and
+    /// [`upgrade`](Self::upgrade)). It sees the request ([`UpgradeRequest`]: method, path,
+    /// query, headers, cookies, offered subprotocols and extensions, peer address when known)
+    /// and returns
+    /// - `Ok(`[`Accept`]`)`: upgrade, optionally choosing the subprotocol among those the client
+    ///   offered (overriding [`subprotocols`](Self::subprotocols)) and adding headers to this
+    ///   connection's 101 only;
+    /// - `Err(`[`Reject`]`)`: answer with that status, headers and body (`Connection: close`,
+    ///   `Content-Length`), close the transport, and return [`Error::Rejected`].
+    ///
+    /// Why a `Result` and not a `&mut` decision object: accepting and refusing are exclusive,
+    /// and the type says so (no "rejected, but with a subprotocol chosen" state to define);
+    /// `?` refuses early (`req.cookie("session").ok_or(Reject::new(StatusCode::FORBIDDEN))?`);
+    /// and [`Error::Rejected`] carries the status the callback chose. A decision the handshake
+    /// cannot honour (a subprotocol the client did not offer, a header the handshake writes
+    /// itself, a refusal below 300) is a bug in the callback: the client gets 500 Internal
+    /// Server Error and the upgrade returns [`Error::BadDecision`].
+    ///
+    /// The callback is synchronous, as gorilla's and tungstenite's are: keep it quick and do
+    /// no blocking I/O in it. For an asynchronous check (a database lookup), use
+    /// [`read_request`](Self::read_request), check, then [`upgrade`](Self::upgrade). Setting it
+    /// again replaces it; clones of the upgrader share it.
+    ///
+    /// A token in the query string, driven over an in-memory pipe:
+    /// ```
+    /// use ferrosocket::{Accept, Error, Reject, Upgrader};
+    /// use http::StatusCode;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let upgrader = Upgrader::new().on_request(|req| {
+    ///     match req.query_param("token") {
+    ///         Some(token) if token == "s3cret" => Ok(Accept::new()),
+    ///         _ => Err(Reject::new(StatusCode::UNAUTHORIZED).body("bad token\n")),
+    ///     }
+    /// });
+    /// let request = |target: &str| {
+    ///     format!(
+    ///         "GET {target} HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+    ///          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    ///          Sec-WebSocket-Version: 13\r\n\r\n"
+    ///     )
+    /// };
+    ///
+    /// // The right token: 101 Switching Protocols.
+    /// let (mut client, server) = tokio::io::duplex(4096);
+    /// client.write_all(request("/ws?token=s3cret").as_bytes()).await?;
+    /// let conn = upgrader.accept(server).await?;
+    /// let mut head = [0u8; 34];
+    /// client.read_exact(&mut head).await?;
+    /// assert_eq!(&head, b"HTTP/1.1 101 Switching Protocols\r\n");
+    /// drop(conn);
+    ///
+    /// // A wrong token: 401 with the callback's body, then the connection is closed.
+    /// let (mut client, server) = tokio::io::duplex(4096);
+    /// client.write_all(request("/ws?token=guess").as_bytes()).await?;
+    /// let err = upgrader.accept(server).await.unwrap_err();
+    /// assert!(matches!(err, Error::Rejected { status } if status == StatusCode::UNAUTHORIZED));
+    /// let mut response = String::new();
+    /// client.read_to_string(&mut response).await?;
+    /// assert!(response.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
+    /// assert!(response.ends_with("\r\n\r\nbad token\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_request(
+        self,
+        f: impl Fn(&UpgradeRequest<'_>) -> Result<Accept, Reject> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|i| i.on_request = Some(Arc::new(f)))
     }
 
     /// Largest message accepted; bigger ones close the connection with 1009. `None`: unlimited.
@@ -265,13 +358,33 @@ impl Upgrader {
     ///
     /// # Errors
     /// [`Error::Handshake`] when the request was refused (the error response was sent),
-    /// [`Error::Timeout`] after the handshake timeout, [`Error::Io`] on transport errors.
+    /// [`Error::Rejected`] and [`Error::BadDecision`] from the [`on_request`](Self::on_request)
+    /// callback, [`Error::Timeout`] after the handshake timeout, [`Error::Io`] on transport errors.
     pub async fn accept<S>(&self, mut io: S) -> Result<Conn<S>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let work = async {
             let incoming = self.read_request_inner(&mut io).await?;
+            self.upgrade_inner(io, &incoming.request, &incoming.leftover)
+                .await
+        };
+        self.timed(work).await
+    }
+
+    /// [`accept`](Self::accept) for a transport whose peer address is known (from
+    /// `TcpListener::accept`): the [`on_request`](Self::on_request) callback sees it as
+    /// [`UpgradeRequest::peer_addr`].
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub async fn accept_from<S>(&self, mut io: S, peer: SocketAddr) -> Result<Conn<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let work = async {
+            let mut incoming = self.read_request_inner(&mut io).await?;
+            incoming.set_peer_addr(peer);
             self.upgrade_inner(io, &incoming.request, &incoming.leftover)
                 .await
         };
@@ -289,7 +402,12 @@ impl Upgrader {
     }
 
     /// Upgrades a request that was already read (see [`read_request`](Self::read_request)).
-    /// `leftover` is whatever arrived after the request head.
+    /// `leftover` is whatever arrived after the request head. The
+    /// [`on_request`](Self::on_request) callback runs here too; it sees the peer address when
+    /// the request carries a [`PeerAddr`] ([`IncomingRequest::set_peer_addr`]).
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
     pub async fn upgrade<S>(
         &self,
         io: S,
@@ -374,6 +492,28 @@ impl Upgrader {
                 .headers_mut()
                 .append(name.clone(), value.clone());
         }
+        if let Some(on_request) = &self.inner.on_request {
+            let req = UpgradeRequest::new(&parts);
+            let applied = match on_request(&req) {
+                Ok(accept) => accept.apply(&req, &mut accepted),
+                Err(reject) => {
+                    let mut out = Vec::with_capacity(256);
+                    match reject.write_to(&mut out) {
+                        Ok(status) => {
+                            send_and_close(&mut io, &out).await;
+                            return Err(Error::Rejected { status });
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = applied {
+                let mut out = Vec::with_capacity(128);
+                callback::write_internal_error(&mut out);
+                send_and_close(&mut io, &out).await;
+                return Err(Error::BadDecision(e));
+            }
+        }
         let mut head = Vec::with_capacity(256);
         accepted.write_to(&mut head);
         io.write_all(&head).await?;
@@ -405,12 +545,17 @@ impl Upgrader {
             }
             None => rejection.write_default_response(&mut out),
         }
-        // The peer may already be gone; the handshake error is what matters.
-        let _ = io.write_all(&out).await;
-        let _ = io.flush().await;
-        let _ = io.shutdown().await;
+        send_and_close(io, &out).await;
         Error::Handshake(rejection.error)
     }
+}
+
+/// Writes a refusal and shuts the transport down. The peer may already be gone; the error the
+/// caller returns is what matters, so write errors are ignored.
+async fn send_and_close<S: AsyncWrite + Unpin>(io: &mut S, response: &[u8]) {
+    let _ = io.write_all(response).await;
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
 }
 
 /// One of an upgrader's connection places; given back when the connection is dropped.
