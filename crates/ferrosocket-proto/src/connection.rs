@@ -357,7 +357,11 @@ impl Connection {
     /// Errors are sticky: after `Err`, every call returns the same error.
     pub fn poll_event(&mut self) -> Result<Option<Event>, ReadError> {
         loop {
-            if let Some(timer) = self.clocks.expired {
+            if let Some(timer) = self.clocks.expired
+                && !(timer == Timer::Idle && std::mem::replace(&mut self.clocks.reported, true))
+            {
+                // Sticky, except the idle timeout: reported once, after which the close
+                // handshake it started goes on (the peer's close frame is still an event).
                 return Err(ReadError::TimedOut(timer));
             }
             if let Some(e) = &self.failed {

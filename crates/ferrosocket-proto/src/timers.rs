@@ -102,6 +102,8 @@ pub(crate) struct Clocks {
     pub(crate) stall_since: Option<Instant>,
     /// The timer that ended the connection (sticky).
     pub(crate) expired: Option<Timer>,
+    /// The idle timeout was reported by `poll_event` (it is reported once).
+    pub(crate) reported: bool,
 }
 
 /// What `Clocks::due` decided; the connection carries it out.

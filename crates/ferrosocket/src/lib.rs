@@ -83,7 +83,7 @@ pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_cl
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use split::{ReadHalf, WriteHalf};
+pub use split::{ReadHalf, ReuniteError, WriteHalf};
 pub use upgrader::{Accept, DecisionError, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;

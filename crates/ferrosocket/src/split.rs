@@ -1,80 +1,107 @@
 //! Reader and writer halves of a [`Conn`], for using it from two tasks.
+//!
+//! Both halves drive the same [`Engine`] as `Conn`, behind a lock that is never held across an
+//! `.await` (every engine call is a non-blocking poll), so they keep every guarantee of a whole
+//! connection: keepalive, idle and close timers, deadlines, the slow-peer policy, the shutdown
+//! token, the read limit and the handlers.
 
-use crate::conn::{CloseAction, Conn, Handlers, IoOptions, PingAction};
-use crate::error::{CloseError, Error, TimeoutKind};
-use bytes::{Bytes, BytesMut};
-use ferrosocket_proto::{CloseFrame, Connection, Event, Message, ReadError, Role, State};
+use crate::conn::engine::Engine;
+use crate::conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
+use crate::error::Error;
+use bytes::Bytes;
+use ferrosocket_proto::{CloseFrame, Keepalive, Message, State};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-/// What both halves share: the protocol core behind a lock that is never held across an
-/// `.await`, and the transport's write half behind an async lock that orders writes.
+/// The transport and the engine, locked together.
+struct Inner<S> {
+    io: S,
+    engine: Engine,
+}
+
+/// Every task waiting for the transport to become writable. Both halves write (the reader
+/// answers pings and closes), and a transport keeps one waker per direction, so writes are
+/// polled with this waker, which wakes them all.
+#[derive(Default)]
+struct WriteWaiters(Mutex<Vec<Waker>>);
+
+impl WriteWaiters {
+    fn register(&self, waker: &Waker) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+}
+
+impl Wake for WriteWaiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waiting = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in waiting {
+            w.wake();
+        }
+    }
+}
+
+/// What both halves share.
 struct Shared<S> {
-    core: Mutex<Connection>,
-    writer: tokio::sync::Mutex<tokio::io::WriteHalf<S>>,
-    opts: Arc<IoOptions>,
-    /// Held until both halves are gone (the upgrader's connection count).
-    _slot: Option<crate::upgrader::ConnSlot>,
+    inner: Mutex<Inner<S>>,
+    waiters: Arc<WriteWaiters>,
+    write_waker: Waker,
 }
 
 impl<S> Shared<S> {
-    fn core(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave the core half-updated in a way that
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
+        // A panic while holding the lock cannot leave the engine half-updated in a way that
         // matters more than losing the connection, so recover the guard.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(&mut self.lock().engine)
     }
 }
 
-impl<S: AsyncWrite> Shared<S> {
-    /// Writes out everything queued in the core. Cancel safe: bytes are removed from the core
-    /// only after the transport took them.
+impl<S> Shared<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        self.waiters.register(cx.waker());
+        let mut inner = self.lock();
+        let Inner { io, engine } = &mut *inner;
+        engine.poll_recv(io, cx.waker(), &self.write_waker)
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.waiters.register(cx.waker());
+        let mut inner = self.lock();
+        let Inner { io, engine } = &mut *inner;
+        engine.poll_flush(io, cx.waker(), &self.write_waker)
+    }
+
     async fn flush(&self) -> Result<(), Error> {
-        let mut w = self.writer.lock().await;
-        let mut chunk = Vec::new();
-        loop {
-            chunk.clear();
-            {
-                let core = self.core();
-                if !core.wants_write() {
-                    break;
-                }
-                let first = core.pending_output_first();
-                chunk.extend_from_slice(&first[..first.len().min(256 << 10)]);
-            }
-            let n = w.write(&chunk).await?;
-            if n == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-            }
-            self.core().advance_output(n);
-        }
-        w.flush().await?;
-        // The guard must not live across the await below (the future would not be `Send`).
-        let close = {
-            let core = self.core();
-            core.role() == Role::Server && core.should_close_transport()
-        };
-        if close {
-            let _ = w.shutdown().await;
-        }
-        Ok(())
+        poll_fn(|cx| self.poll_flush(cx)).await
     }
 }
 
-/// The reading half of a split [`Conn`]. It also answers pings and the peer's close, through
-/// the shared writer, so keep calling [`recv`](Self::recv).
+/// The reading half of a split [`Conn`]. It also answers pings and the peer's close, runs the
+/// handlers and the connection's timers, so keep calling [`recv`](Self::recv).
 pub struct ReadHalf<S> {
     shared: Arc<Shared<S>>,
-    reader: tokio::io::ReadHalf<S>,
-    buf: BytesMut,
-    handlers: Handlers,
-    read_deadline: Option<Instant>,
-    finished: bool,
 }
 
 /// The writing half of a split [`Conn`]. Cheap to clone: every clone writes to the same
-/// connection, and writes are ordered by an async lock (so control frames and messages from
-/// several tasks never interleave mid-frame).
+/// connection; frames are queued whole, so messages from several tasks never interleave
+/// mid-frame.
 pub struct WriteHalf<S> {
     shared: Arc<Shared<S>>,
 }
@@ -99,6 +126,24 @@ impl<S> std::fmt::Debug for WriteHalf<S> {
     }
 }
 
+/// [`ReadHalf::reunite`] was given halves of two different connections, or a clone of the
+/// writer is still alive; both halves are handed back.
+pub struct ReuniteError<S>(pub ReadHalf<S>, pub WriteHalf<S>);
+
+impl<S> std::fmt::Debug for ReuniteError<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReuniteError").finish_non_exhaustive()
+    }
+}
+
+impl<S> std::fmt::Display for ReuniteError<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot reunite: the halves belong to different connections, or another clone of the writer is alive")
+    }
+}
+
+impl<S> std::error::Error for ReuniteError<S> {}
+
 impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -106,26 +151,23 @@ where
     /// Splits the connection into a reader and a writer for two tasks (gorilla allows one
     /// concurrent reader and one writer; here the types enforce it).
     ///
-    /// The reader keeps answering pings and the close handshake. Handlers and the read
-    /// deadline move to the reader. The split halves copy outgoing frames once more than
-    /// `Conn` does; use `Conn` itself when one task suffices.
+    /// Both halves keep every setting of the connection: the reader runs the handlers,
+    /// keepalive, the idle and close timers, the shutdown token and the read deadline and
+    /// limit, and answers pings even while the writer is busy; the writer applies the write
+    /// deadline and the slow-peer policy. [`ReadHalf::reunite`] puts them back together.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let parts = self.into_split_parts();
-        let (reader, writer) = tokio::io::split(parts.io);
+        let waiters = Arc::new(WriteWaiters::default());
         let shared = Arc::new(Shared {
-            core: Mutex::new(parts.core),
-            writer: tokio::sync::Mutex::new(writer),
-            opts: parts.opts,
-            _slot: parts.slot,
+            inner: Mutex::new(Inner {
+                io: self.io,
+                engine: self.engine,
+            }),
+            write_waker: Waker::from(waiters.clone()),
+            waiters,
         });
         (
             ReadHalf {
                 shared: shared.clone(),
-                reader,
-                buf: BytesMut::new(),
-                handlers: parts.handlers,
-                read_deadline: parts.read_deadline,
-                finished: false,
             },
             WriteHalf { shared },
         )
@@ -139,84 +181,50 @@ where
     /// Receives the next message; see [`Conn::recv`].
     ///
     /// # Cancel safety
-    /// Cancel safe: bytes read are handed to the core before any other await.
+    /// Cancel safe: all read state lives in the shared connection.
     pub async fn recv(&mut self) -> Result<Message, Error> {
-        if self.finished {
-            return Err(Error::AlreadyClosed);
-        }
-        let result = self.recv_inner().await;
-        if matches!(&result, Err(e) if !matches!(e, Error::Timeout(_))) {
-            self.finished = true;
-        }
-        result
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    async fn recv_inner(&mut self) -> Result<Message, Error> {
-        loop {
-            let event = self.shared.core().poll_event();
-            match event {
-                Ok(Some(Event::Message(m))) => return Ok(m),
-                Ok(Some(control)) => {
-                    let is_ping = matches!(control, Event::Ping(_));
-                    let closed = self.handlers.on_control(&mut self.shared.core(), control);
-                    if let Some(closed) = closed {
-                        let _ =
-                            tokio::time::timeout(self.shared.opts.close_timeout, self.shared.flush()).await;
-                        return Err(Error::Closed(closed));
-                    }
-                    if is_ping {
-                        self.shared.flush().await?;
-                    }
-                }
-                Ok(None) => {
-                    if self.shared.core().wants_write() {
-                        self.shared.flush().await?;
-                    }
-                    self.read_more().await?;
-                }
-                Err(ReadError::Protocol(e)) => {
-                    let _ = tokio::time::timeout(self.shared.opts.close_timeout, self.shared.flush()).await;
-                    return Err(Error::Protocol(e));
-                }
-                Err(ReadError::AbnormalClosure) => {
-                    return Err(Error::Closed(CloseError::abnormal(
-                        "connection ended without a close frame",
-                    )));
-                }
-                Err(_) => return Err(Error::AlreadyClosed),
+    /// The poll form of [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        self.shared.poll_recv(cx)
+    }
+
+    /// Puts the halves back together into a [`Conn`]. Fails (handing both back) when they
+    /// come from different connections or another clone of the writer is alive.
+    pub fn reunite(self, writer: WriteHalf<S>) -> Result<Conn<S>, ReuniteError<S>> {
+        if !Arc::ptr_eq(&self.shared, &writer.shared) || Arc::strong_count(&self.shared) != 2 {
+            return Err(ReuniteError(self, writer));
+        }
+        drop(writer);
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => {
+                let inner = shared.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+                Ok(Conn {
+                    io: inner.io,
+                    engine: inner.engine,
+                })
             }
+            Err(shared) => Err(ReuniteError(
+                ReadHalf {
+                    shared: shared.clone(),
+                },
+                WriteHalf { shared },
+            )),
         }
-    }
-
-    async fn read_more(&mut self) -> Result<(), Error> {
-        let want = self.shared.core().config().read_buffer_size;
-        if self.buf.capacity() - self.buf.len() < want {
-            self.buf.reserve(want);
-        }
-        let read = self.reader.read_buf(&mut self.buf);
-        let n = match self.read_deadline {
-            Some(d) => tokio::time::timeout_at(d, read)
-                .await
-                .map_err(|_| Error::Timeout(TimeoutKind::Read))??,
-            None => read.await?,
-        };
-        let mut core = self.shared.core();
-        if n == 0 {
-            core.receive_eof();
-        } else {
-            core.receive_owned(self.buf.split());
-        }
-        Ok(())
     }
 
     /// See [`Conn::set_ping_handler`].
     pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
-        self.handlers.set_ping(&mut self.shared.core(), Box::new(handler));
+        self.shared
+            .with_engine(|e| e.handlers.set_ping(&mut e.core, Box::new(handler)));
     }
 
     /// See [`Conn::set_pong_handler`].
     pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
-        self.handlers.set_pong(Box::new(handler));
+        self.shared
+            .with_engine(|e| e.handlers.set_pong(Box::new(handler)));
     }
 
     /// See [`Conn::set_close_handler`].
@@ -224,18 +232,52 @@ where
         &mut self,
         handler: impl FnMut(Option<&CloseFrame>) -> CloseAction + Send + 'static,
     ) {
-        self.handlers
-            .set_close(&mut self.shared.core(), Box::new(handler));
+        self.shared
+            .with_engine(|e| e.handlers.set_close(&mut e.core, Box::new(handler)));
+    }
+
+    /// See [`Conn::reset_handlers`].
+    pub fn reset_handlers(&mut self) {
+        self.shared.with_engine(|e| e.handlers.reset(&mut e.core));
     }
 
     /// See [`Conn::set_read_deadline`].
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read_deadline = deadline;
+        self.shared.with_engine(|e| e.read_deadline = deadline);
     }
 
     /// See [`Conn::set_read_limit`].
     pub fn set_read_limit(&mut self, bytes: Option<usize>) {
-        self.shared.core().set_max_message_size(bytes);
+        self.shared
+            .with_engine(|e| e.core.set_max_message_size(bytes));
+    }
+
+    /// See [`Conn::set_keepalive`].
+    pub fn set_keepalive(&mut self, keepalive: Option<(Duration, Duration)>) {
+        self.shared.with_engine(|e| {
+            e.core
+                .set_keepalive(keepalive.map(|(i, t)| Keepalive::new(i, t)))
+        });
+    }
+
+    /// See [`Conn::set_idle_timeout`].
+    pub fn set_idle_timeout(&mut self, after: Option<Duration>) {
+        self.shared.with_engine(|e| e.core.set_idle_timeout(after));
+    }
+
+    /// See [`Conn::set_shutdown`].
+    pub fn set_shutdown(&mut self, token: crate::ShutdownToken) {
+        self.shared.with_engine(|e| e.set_shutdown(token));
+    }
+
+    /// Where the close handshake stands.
+    pub fn state(&self) -> State {
+        self.shared.with_engine(|e| e.core.state())
+    }
+
+    /// The subprotocol both ends agreed on, if any.
+    pub fn subprotocol(&self) -> Option<String> {
+        self.shared.with_engine(|e| e.subprotocol.clone())
     }
 }
 
@@ -245,51 +287,103 @@ where
 {
     /// Sends a message and writes it out.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        self.shared.core().send(msg.into())?;
+        self.queue(msg.into())?;
         self.shared.flush().await
     }
 
     /// Queues a message; it leaves with the next write (see [`Conn::feed`]).
     pub async fn feed(&self, msg: impl Into<Message>) -> Result<(), Error> {
-        let over = {
-            let mut core = self.shared.core();
-            core.send(msg.into())?;
-            core.pending_output_len() >= self.shared.opts.write_buffer_size
-        };
+        let over = self.shared.with_engine(|e| {
+            e.queue(msg.into())
+                .map(|()| e.core.pending_output_len() >= e.opts.write_buffer_size)
+        })?;
         if over {
             self.shared.flush().await?;
         }
         Ok(())
     }
 
-    /// Writes out everything queued.
+    /// Queues a message without writing it (see [`Conn::queue`]).
+    pub fn queue(&self, msg: Message) -> Result<(), Error> {
+        self.shared.with_engine(|e| e.queue(msg))
+    }
+
+    /// Writes out everything queued; see [`Conn::flush`].
     pub async fn flush(&self) -> Result<(), Error> {
+        self.shared.flush().await
+    }
+
+    /// The poll form of [`flush`](Self::flush).
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll_flush(cx)
+    }
+
+    /// Sends one fragment of a message; see [`Conn::send_fragment`].
+    pub async fn send_fragment(
+        &self,
+        kind: ferrosocket_proto::MessageKind,
+        data: impl Into<Bytes>,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.shared.with_engine(|e| {
+            e.check_usable()?;
+            e.before_send();
+            e.core.send_fragment(kind, data.into(), fin)?;
+            Ok::<_, Error>(())
+        })?;
         self.shared.flush().await
     }
 
     /// Sends a frame prepared once for many connections.
     pub async fn send_prepared(&self, msg: &crate::PreparedMessage) -> Result<(), Error> {
-        msg.queue_on(&mut self.shared.core())?;
+        self.feed_prepared(msg)?;
         self.shared.flush().await
+    }
+
+    /// Queues a prepared frame without writing it.
+    pub fn feed_prepared(&self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        self.shared.with_engine(|e| {
+            e.check_usable()?;
+            e.before_send();
+            msg.queue_on(&mut e.core)?;
+            Ok(())
+        })
     }
 
     /// Sends a ping.
     pub async fn ping(&self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.shared.core().send_ping(payload.as_ref())?;
+        self.shared.with_engine(|e| {
+            e.check_usable()?;
+            e.core.send_ping(payload.as_ref())?;
+            Ok::<_, Error>(())
+        })?;
         self.shared.flush().await
     }
 
     /// Sends an unsolicited pong.
     pub async fn pong(&self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.shared.core().send_pong(payload.as_ref())?;
+        self.shared.with_engine(|e| {
+            e.check_usable()?;
+            e.core.send_pong(payload.as_ref())?;
+            Ok::<_, Error>(())
+        })?;
         self.shared.flush().await
     }
 
     /// Sends a close frame; the reader then receives the peer's close and returns
     /// [`Error::Closed`].
     pub async fn send_close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        self.shared.core().send_close(frame)?;
+        self.shared.with_engine(|e| {
+            e.check_usable()?;
+            e.core.send_close(frame)?;
+            Ok::<_, Error>(())
+        })?;
         self.shared.flush().await
+    }
+
+    /// Sends text as one message.
+    pub async fn send_text(&self, text: impl Into<ferrosocket_proto::Utf8Bytes>) -> Result<(), Error> {
+        self.send(Message::Text(text.into())).await
     }
 
     /// Sends binary data as one message.
@@ -297,8 +391,46 @@ where
         self.send(Message::Binary(data.into())).await
     }
 
+    /// See [`Conn::set_write_deadline`].
+    pub fn set_write_deadline(&self, deadline: Option<Instant>) {
+        self.shared.with_engine(|e| e.write_deadline = deadline);
+    }
+
+    /// See [`Conn::set_write_compression`].
+    pub fn set_write_compression(&self, on: bool) {
+        self.shared
+            .with_engine(|e| e.core.set_write_compression(on));
+    }
+
+    /// See [`Conn::set_slow_peer_policy`].
+    pub fn set_slow_peer_policy(&self, policy: SlowPeerPolicy) {
+        self.shared
+            .with_engine(|e| e.core.set_slow_peer_policy(policy));
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.with_engine(|e| e.core.pending_output_len())
+    }
+
+    /// Queues a normal close (1000) unless a close was already sent or the session is over.
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
+    pub(crate) fn queue_close_if_open(&self) {
+        self.shared.with_engine(|e| {
+            if e.core.close_sent().is_none() && e.core.state() != State::Closed {
+                let frame = CloseFrame::new(ferrosocket_proto::CloseCode::NORMAL_CLOSURE, "");
+                let _ = e.core.send_close(Some(frame));
+            }
+        });
+    }
+
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
+    pub(crate) fn write_buffer_size(&self) -> usize {
+        self.shared.with_engine(|e| e.opts.write_buffer_size)
+    }
+
     /// Where the close handshake stands.
     pub fn state(&self) -> State {
-        self.shared.core().state()
+        self.shared.with_engine(|e| e.core.state())
     }
 }

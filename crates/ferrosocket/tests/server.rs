@@ -21,7 +21,7 @@ use ferrosocket::{
 };
 use http::header::{HeaderName, HeaderValue};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -762,6 +762,8 @@ async fn message_over_max_message_size_closes_with_1009() {
     client.send(Message::binary(binary_of(1001))).await;
     client.expect_close(1009).await;
     client.expect_eof().await;
+    // The server lingers (reading and discarding) until the peer closes too.
+    client.io.shutdown().await.unwrap();
     let err = within("echo", echo).await.unwrap();
     assert!(
         matches!(
@@ -783,6 +785,7 @@ async fn message_over_max_message_size_closes_with_1009() {
     client.flush().await;
     client.expect_close(1009).await;
     client.expect_eof().await;
+    client.io.shutdown().await.unwrap();
     assert!(matches!(within("echo", echo).await.unwrap(), Error::Protocol(_)));
 }
 
@@ -796,6 +799,8 @@ async fn set_read_limit_closes_with_1009() {
     client.send(text_of(1001)).await;
     client.expect_close(1009).await;
     client.expect_eof().await;
+    // The server lingers (reading and discarding) until the peer closes too.
+    client.io.shutdown().await.unwrap();
     let err = within("echo", echo).await.unwrap();
     assert!(
         matches!(err, Error::Protocol(ProtocolError::MessageTooLarge { .. })),
@@ -821,6 +826,8 @@ async fn frame_over_max_frame_size_closes_with_1009() {
     client.send(Message::binary(binary_of(1001))).await;
     client.expect_close(1009).await;
     client.expect_eof().await;
+    // The server lingers (reading and discarding) until the peer closes too.
+    client.io.shutdown().await.unwrap();
     let err = within("echo", echo).await.unwrap();
     assert!(
         matches!(

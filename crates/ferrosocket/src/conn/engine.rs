@@ -1,0 +1,527 @@
+//! The I/O engine: the one receive loop, the one writer and the one way a session ends, shared
+//! by [`Conn`](crate::Conn) and the split halves. It owns the protocol core and every piece of
+//! per-connection state except the transport, which callers lend to each poll: `Conn` owns it,
+//! the halves keep it behind a lock with the engine.
+//!
+//! Every poll takes two wakers: `own` (the polling task: read readiness and its sleep) and
+//! `write` (write readiness; the split halves pass one that wakes every task waiting to write).
+
+use super::handlers::Handlers;
+use super::options::IoOptions;
+use crate::error::{CloseError, Error, TimeoutKind};
+use crate::shutdown::ShutdownToken;
+use ferrosocket_proto::{CloseCode, CloseFrame, Connection, Event, Message, ReadError, Role, State, Timer};
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// After we sent a close frame that the peer has not answered, at most this many bytes are
+/// read and discarded before the transport is dropped (a lingering close: dropping a socket
+/// with unread input makes the kernel send RST, which can destroy our close frame before the
+/// peer reads it). Reading into a stack buffer, so memory stays flat; time is bounded by the
+/// close timeout.
+const LINGER_MAX_BYTES: usize = 64 << 20;
+
+/// Where the session stands, from the engine's side.
+enum Phase {
+    /// Messages flow (the close handshake may have started).
+    Open,
+    /// The session is over for the application: write out what is owed, close the transport
+    /// (lingering when the peer may still be sending), then report this error.
+    Ending(Error),
+    /// Reported; every later call returns [`Error::AlreadyClosed`].
+    Finished,
+}
+
+/// What a wait for input decided.
+enum Wait {
+    /// Stay pending: every source of progress has registered a waker.
+    Pending,
+    /// Something changed (input, a timer queued a frame): run the loop again.
+    Again,
+    /// End the session with this error.
+    End(Error),
+    /// Report this error without ending the session (the read deadline).
+    Report(Error),
+}
+
+/// One timer of the tokio clock, armed for a deadline that may move.
+#[derive(Default)]
+pub(crate) struct Alarm(Option<Pin<Box<Sleep>>>);
+
+impl Alarm {
+    /// Arms the alarm for `deadline` (never later than it: an earlier alarm is kept, fires
+    /// early, and the caller re-evaluates) and polls it. `true`: the deadline passed.
+    fn poll_at(&mut self, deadline: Option<Instant>, waker: &Waker) -> bool {
+        let Some(deadline) = deadline else {
+            return false;
+        };
+        match &mut self.0 {
+            Some(sleep) if !sleep.is_elapsed() && sleep.deadline() <= deadline => {}
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.0 = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.0
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(&mut Context::from_waker(waker)).is_ready())
+    }
+}
+
+/// The tokio clock as the core's `std` instant (virtual under `tokio::time::pause`).
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<std::time::Instant>, b: Option<Instant>) -> Option<Instant> {
+    let a = a.map(Instant::from_std);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The protocol core and the per-connection state around it.
+pub(crate) struct Engine {
+    pub(crate) core: Connection,
+    /// Shared by every connection of an `Upgrader`/`Dialer` (copied on write).
+    pub(crate) opts: Arc<IoOptions>,
+    pub(crate) subprotocol: Option<String>,
+    pub(crate) handlers: Handlers,
+    pub(crate) read_deadline: Option<Instant>,
+    pub(crate) write_deadline: Option<Instant>,
+    /// The reading side's alarm: the core's next timer or the read deadline.
+    read_alarm: Alarm,
+    /// The writing side's alarm: the write deadline and the slow-peer timer while a flush waits.
+    write_alarm: Alarm,
+    shutdown: Option<(ShutdownToken, Option<ShutdownSignal>)>,
+    /// The upgrader's connection place this connection holds, if it counts connections.
+    pub(crate) slot: Option<crate::upgrader::ConnSlot>,
+    phase: Phase,
+    /// The transport's read side ended.
+    read_eof: bool,
+    /// We shut the transport's write side down.
+    write_shut: bool,
+    /// Bytes discarded while lingering.
+    lingered: usize,
+}
+
+impl Engine {
+    pub(crate) fn new(mut core: Connection, opts: Arc<IoOptions>, subprotocol: Option<String>) -> Self {
+        opts.apply_timers(&mut core);
+        Self {
+            core,
+            opts,
+            subprotocol,
+            handlers: Handlers::default(),
+            read_deadline: None,
+            write_deadline: None,
+            read_alarm: Alarm::default(),
+            write_alarm: Alarm::default(),
+            shutdown: None,
+            slot: None,
+            phase: Phase::Open,
+            read_eof: false,
+            write_shut: false,
+            lingered: 0,
+        }
+    }
+
+    pub(crate) fn set_shutdown(&mut self, token: ShutdownToken) {
+        let signal = token.triggered_owned();
+        self.shutdown = Some((token, Some(signal)));
+    }
+
+    /// Whether the session was reported over.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    pub(crate) fn check_usable(&self) -> Result<(), Error> {
+        if self.is_finished() {
+            Err(Error::AlreadyClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- reading -------------------------------------------------------------------------
+
+    /// The receive loop: events until a message, waiting for input in between.
+    pub(crate) fn poll_recv<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<Message, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            match self.phase {
+                Phase::Finished => return Poll::Ready(Err(Error::AlreadyClosed)),
+                Phase::Ending(_) => return self.poll_finish(io, own, write),
+                Phase::Open => {}
+            }
+            match self.core.poll_event() {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
+                Ok(Some(control)) => {
+                    if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
+                        self.phase = Phase::Ending(Error::Closed(closed));
+                    } else if self.core.wants_write() {
+                        // Answer a ping now, even if the application does not call `recv` again
+                        // soon (pings are rare: this costs the echo path nothing). What does not
+                        // fit goes with the next write.
+                        if let Poll::Ready(Err(e)) = self.poll_write_some(io, write) {
+                            self.phase = Phase::Ending(e);
+                        }
+                    }
+                }
+                Ok(None) => match self.poll_wait(io, own, write) {
+                    Wait::Pending => return Poll::Pending,
+                    Wait::Again => {}
+                    Wait::End(e) => self.phase = Phase::Ending(e),
+                    Wait::Report(e) => return Poll::Ready(Err(e)),
+                },
+                Err(e) => self.phase = Phase::Ending(self.read_error(e)),
+            }
+        }
+    }
+
+    /// Nothing to deliver: write what is queued, read, or arm the timers.
+    fn poll_wait<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Wait
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.poll_write_some(io, write) {
+            Poll::Ready(Err(e)) => return Wait::End(e),
+            Poll::Ready(Ok(())) => {}
+            Poll::Pending => self.core.note_output_blocked(now()),
+        }
+        // The peer does not read what we send: stop reading until it does, so that memory
+        // stays bounded. The write above registered the waker.
+        if self.core.pending_output_len() <= self.opts.max_write_buffer_size {
+            match self.poll_read_more(io, own) {
+                Poll::Ready(Ok(())) => return Wait::Again,
+                Poll::Ready(Err(e)) => return Wait::End(e),
+                Poll::Pending => self.release_idle_buffers(),
+            }
+        }
+        if let Some((_, signal)) = &mut self.shutdown
+            && let Some(s) = signal
+            && s.as_mut().poll(&mut Context::from_waker(own)).is_ready()
+        {
+            *signal = None;
+            let frame = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
+            // Fails only when a close was already sent: the handshake is under way.
+            let _ = self.core.send_close(Some(frame));
+            return Wait::Again;
+        }
+        self.poll_timers(own, self.read_deadline)
+    }
+
+    /// Lets the core's timers act, then arms the reading side's alarm for the next one.
+    fn poll_timers(&mut self, own: &Waker, deadline: Option<Instant>) -> Wait {
+        let mut now = now();
+        loop {
+            let queued = self.core.pending_output_len();
+            self.core.handle_timeout(now);
+            if self.core.timed_out().is_some_and(|t| t != Timer::Idle) || self.core.pending_output_len() != queued {
+                return Wait::Again;
+            }
+            if let Some(d) = deadline
+                && Instant::from_std(now) >= d
+            {
+                return Wait::Report(Error::Timeout(TimeoutKind::Read));
+            }
+            let next = earliest(self.core.poll_timeout(), deadline);
+            if !self.read_alarm.poll_at(next, own) {
+                return Wait::Pending;
+            }
+            // The alarm says its deadline passed on the tokio clock: act at least at it.
+            now = now.max(next.map_or(now, Instant::into_std));
+        }
+    }
+
+    /// Reads once from the transport into the core.
+    fn poll_read_more<S>(&mut self, io: &mut S, own: &Waker) -> Poll<Result<(), Error>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        if self.read_eof {
+            self.core.receive_eof();
+            return Poll::Ready(Ok(()));
+        }
+        let buf = self.core.read_buffer();
+        let mut cx = Context::from_waker(own);
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, buf))?;
+        if self.core.config().keepalive.is_some() {
+            self.core.note_input(now());
+        }
+        if n == 0 {
+            self.read_eof = true;
+            self.core.receive_eof();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The error a session ends with, from the core's reason.
+    fn read_error(&self, e: ReadError) -> Error {
+        match e {
+            ReadError::Protocol(e) => Error::Protocol(e),
+            ReadError::AbnormalClosure => {
+                Error::Closed(CloseError::abnormal("connection ended without a close frame"))
+            }
+            ReadError::Closed => match self.core.close_received() {
+                Some(f) => Error::Closed(CloseError::from_frame(f.as_ref())),
+                None => Error::AlreadyClosed,
+            },
+            ReadError::TimedOut(Timer::Keepalive) => {
+                let timeout = self.core.config().keepalive.map(|k| k.timeout).unwrap_or_default();
+                Error::Closed(CloseError::abnormal(format!(
+                    "keepalive: nothing received within {timeout:?} of a ping"
+                )))
+            }
+            ReadError::TimedOut(Timer::Idle) => Error::Timeout(TimeoutKind::Idle),
+            ReadError::TimedOut(Timer::SlowPeer) => Error::Timeout(TimeoutKind::Write),
+            ReadError::TimedOut(_) => Error::Timeout(TimeoutKind::Close),
+            _ => Error::AlreadyClosed,
+        }
+    }
+
+    // ---- ending --------------------------------------------------------------------------
+
+    /// Ends the session: write out the close frame (if any), close the transport (lingering
+    /// while the peer may still be sending), report.
+    fn poll_finish<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<Message, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let peer_gone = match &self.phase {
+            Phase::Ending(Error::Closed(c)) => c.code == CloseCode::ABNORMAL_CLOSURE,
+            Phase::Ending(Error::Io(_) | Error::Timeout(TimeoutKind::Close | TimeoutKind::Write)) => true,
+            _ => false,
+        };
+        if !peer_gone {
+            // `Err`: the transport failed or a timer ran out; drop it as it is.
+            let _ = ready!(self.poll_finish_io(io, own, write));
+        }
+        if !self.write_shut {
+            let _ = Pin::new(&mut *io).poll_shutdown(&mut Context::from_waker(write));
+            self.write_shut = true;
+        }
+        let Phase::Ending(err) = std::mem::replace(&mut self.phase, Phase::Finished) else {
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        };
+        // Tell a server-wide shutdown that this connection is done.
+        self.shutdown = None;
+        Poll::Ready(Err(err))
+    }
+
+    /// The graceful part of ending: write out, then close the transport the way RFC 6455
+    /// §7.1.1 asks (the server first; a client waits for the server's close), lingering while
+    /// the peer has not answered our close frame. `Err`: give up and drop the transport.
+    fn poll_finish_io<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<(), ()>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            match self.poll_write_some(io, write) {
+                Poll::Ready(Ok(())) => break,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => {
+                    self.core.note_output_blocked(now());
+                    ready!(self.poll_finish_timers(own))?;
+                }
+            }
+        }
+        let clean = self.core.state() == State::Closed && self.core.close_received().is_some();
+        let answered = self.core.close_received().is_some() || self.core.close_sent().is_none();
+        if self.core.role() == Role::Client && clean {
+            // The server closes the TCP connection first; wait for that.
+            ready!(self.poll_drain(io, own))?;
+        }
+        if !self.write_shut {
+            let _ = ready!(Pin::new(&mut *io).poll_shutdown(&mut Context::from_waker(write)));
+            self.write_shut = true;
+        }
+        if !answered {
+            // Our close frame is unanswered: the peer may still be sending. Read and discard
+            // until it closes, so that the kernel does not answer its data with a reset that
+            // destroys our close frame before the peer reads it.
+            ready!(self.poll_drain(io, own))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads and discards until the transport ends, the peer answers our close (when the core
+    /// can still tell: it did not fail), the close timer runs out or the linger budget is
+    /// spent.
+    fn poll_drain<S>(&mut self, io: &mut S, own: &Waker) -> Poll<Result<(), ()>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let mut scratch = [0u8; 4096];
+        loop {
+            if self.read_eof || self.lingered > LINGER_MAX_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            if self.core.state() == State::Closing {
+                // The core still reads (e.g. after the idle timeout's close): its close frame
+                // ends the wait; messages still in flight are dropped.
+                match self.core.poll_event() {
+                    Ok(Some(Event::Close(_))) | Err(_) => return Poll::Ready(Ok(())),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                }
+                let before = self.core.buffered_input();
+                match self.poll_read_more(io, own) {
+                    Poll::Ready(Ok(())) => {
+                        self.lingered += self.core.buffered_input().saturating_sub(before);
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                    Poll::Pending => {
+                        ready!(self.poll_finish_timers(own))?;
+                        continue;
+                    }
+                }
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io).poll_read(&mut Context::from_waker(own), &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => self.read_eof = true,
+                Poll::Ready(Ok(())) => self.lingered += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => ready!(self.poll_finish_timers(own))?,
+            }
+        }
+    }
+
+    /// While ending: `Err` once the close timer (or the slow-peer timer) ran out, `Ready(Ok)`
+    /// when the alarm fired early (try again), `Pending` otherwise.
+    fn poll_finish_timers(&mut self, own: &Waker) -> Poll<Result<(), ()>> {
+        let now = now();
+        self.core.handle_timeout(now);
+        if matches!(self.core.timed_out(), Some(Timer::CloseHandshake | Timer::SlowPeer)) {
+            return Poll::Ready(Err(()));
+        }
+        match self.core.poll_timeout() {
+            None => Poll::Pending,
+            Some(next) if self.read_alarm.poll_at(Some(Instant::from_std(next)), own) => {
+                self.core.handle_timeout(now.max(next));
+                Poll::Ready(Ok(()))
+            }
+            Some(_) => Poll::Pending,
+        }
+    }
+
+    // ---- writing -------------------------------------------------------------------------
+
+    /// Nothing to read now: give the buffers back so an idle connection holds none.
+    fn release_idle_buffers(&mut self) {
+        if let Some(buf) = self.core.release_idle_buffers()
+            && let Some(pool) = &self.opts.pool
+        {
+            pool.put(buf);
+        }
+    }
+
+    /// Lends the connection a pooled write buffer when it holds none (before queueing).
+    pub(crate) fn before_send(&mut self) {
+        if let Some(pool) = &self.opts.pool
+            && !self.core.wants_write()
+            && let Some(buf) = pool.get()
+        {
+            self.core.give_write_buffer(buf);
+        }
+    }
+
+    /// Queues a message without writing it.
+    pub(crate) fn queue(&mut self, msg: Message) -> Result<(), Error> {
+        self.check_usable()?;
+        self.before_send();
+        self.core.send(msg)?;
+        Ok(())
+    }
+
+    /// Writes as much queued output as the transport takes now; `Ready(Ok)` when all is out.
+    pub(crate) fn poll_write_some<S>(&mut self, io: &mut S, write: &Waker) -> Poll<Result<(), Error>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let mut cx = Context::from_waker(write);
+        while self.core.wants_write() {
+            let n = if io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let count = self.core.pending_output(&mut slices);
+                ready!(Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..count]))?
+            } else {
+                ready!(Pin::new(&mut *io).poll_write(&mut cx, self.core.pending_output_first()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(Error::from(std::io::Error::from(
+                    std::io::ErrorKind::WriteZero,
+                ))));
+            }
+            self.core.advance_output(n);
+        }
+        ready!(Pin::new(&mut *io).poll_flush(&mut cx))?;
+        match &self.opts.pool {
+            Some(pool) => {
+                if let Some(buf) = self.core.take_write_buffer() {
+                    pool.put(buf);
+                }
+            }
+            None => self
+                .core
+                .shrink_buffers(self.opts.write_buffer_size.max(64 << 10)),
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes out everything queued, within the write deadline and the slow-peer policy.
+    pub(crate) fn poll_flush<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<(), Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.check_usable()?;
+        loop {
+            if let Poll::Ready(r) = self.poll_write_some(io, write) {
+                if r.is_ok()
+                    && self.core.role() == Role::Server
+                    && self.core.should_close_transport()
+                    && !self.write_shut
+                {
+                    // The session is over and everything is out: the server closes the TCP
+                    // connection first (a lingering read, if owed, happens in `recv`).
+                    let _ = Pin::new(&mut *io).poll_shutdown(&mut Context::from_waker(write));
+                    self.write_shut = true;
+                }
+                return Poll::Ready(r);
+            }
+            let now = now();
+            self.core.note_output_blocked(now);
+            self.core.handle_timeout(now);
+            match self.core.timed_out() {
+                Some(Timer::SlowPeer) => return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write))),
+                Some(Timer::CloseHandshake) => return Poll::Ready(Err(Error::Timeout(TimeoutKind::Close))),
+                Some(Timer::Keepalive) => {
+                    return Poll::Ready(Err(Error::Closed(CloseError::abnormal(
+                        "keepalive: the peer stopped answering",
+                    ))));
+                }
+                _ => {}
+            }
+            if let Some(d) = self.write_deadline
+                && Instant::from_std(now) >= d
+            {
+                return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write)));
+            }
+            let next = earliest(self.core.poll_timeout(), self.write_deadline);
+            if !self.write_alarm.poll_at(next, own) {
+                return Poll::Pending;
+            }
+        }
+    }
+}

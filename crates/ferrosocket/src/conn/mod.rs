@@ -1,0 +1,406 @@
+//! `Conn`: a WebSocket connection over any `AsyncRead + AsyncWrite` transport.
+//!
+//! - `engine.rs`: the receive loop, the writer, timers and the end of a session, shared with
+//!   the split halves;
+//! - `handlers.rs`: ping, pong and close handlers;
+//! - `options.rs`: the options an `Upgrader`/`Dialer` shares between its connections.
+
+pub(crate) mod engine;
+pub(crate) mod handlers;
+pub(crate) mod options;
+
+use crate::error::{CloseError, Error};
+use bytes::Bytes;
+use engine::Engine;
+use ferrosocket_proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
+pub use ferrosocket_proto::SlowPeerPolicy;
+pub use handlers::{CloseAction, PingAction};
+pub(crate) use options::IoOptions;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+/// A WebSocket connection: read and write whole messages, send pings and closes, with
+/// deadlines and handlers. Made by an [`Upgrader`](crate::Upgrader) (server) or a
+/// [`Dialer`](crate::Dialer) (client).
+///
+/// # Reading
+/// [`recv`](Self::recv) returns the next text or binary message. While waiting it answers pings,
+/// runs the handlers, writes out anything queued (replies go out in batches: see below), runs
+/// the connection's timers (keepalive, idle, close handshake, slow peer) and enforces the read
+/// deadline and limits. When the session ends it returns [`Error::Closed`] with the peer's
+/// close code, or 1006 if the transport dropped.
+///
+/// # Writing
+/// [`send`](Self::send) queues a message and writes it out. [`feed`](Self::feed) only queues
+/// it; queued messages leave together at the next [`flush`](Self::flush), when the queue passes
+/// the write buffer size, or when `recv` is about to wait for input. An echo loop built on
+/// `recv` + `feed` therefore answers a burst of messages with one write.
+///
+/// # Ending
+/// When we fail the connection (the peer broke the protocol or a limit), `recv` sends the close
+/// frame, shuts the transport's write side down, and reads and discards what the peer still
+/// sends until it closes (bounded by the close timeout and 64 MiB): dropping a socket with
+/// unread input would make the kernel reset it and could destroy the close frame before the
+/// peer reads why it was cut off.
+///
+/// # Cancel safety
+/// `recv` and `flush` are cancel safe: all state lives in the connection, so a `recv` dropped
+/// inside `tokio::select!` (even mid-frame) loses nothing, and the next call continues where it
+/// stopped. A cancelled `send` has queued its message; the next write or `flush` sends it.
+pub struct Conn<S> {
+    pub(crate) io: S,
+    pub(crate) engine: Engine,
+}
+
+impl<S> std::fmt::Debug for Conn<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("core", &self.engine.core)
+            .field("subprotocol", &self.engine.subprotocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn from_parts(
+        io: S,
+        core: Connection,
+        opts: Arc<IoOptions>,
+        subprotocol: Option<String>,
+    ) -> Self {
+        Self {
+            io,
+            engine: Engine::new(core, opts, subprotocol),
+        }
+    }
+
+    /// Wraps a transport whose handshake already happened elsewhere.
+    ///
+    /// `leftover` holds bytes that arrived after the HTTP head (they are processed before the
+    /// first read). Prefer [`Upgrader`](crate::Upgrader) and [`Dialer`](crate::Dialer).
+    pub fn from_raw(io: S, role: Role, config: ferrosocket_proto::Config, leftover: &[u8]) -> Self {
+        let mut core = Connection::new(role, config);
+        core.receive(leftover);
+        Self::from_parts(io, core, Arc::new(IoOptions::default()), None)
+    }
+
+    // ---- reading -------------------------------------------------------------------------
+
+    /// Receives the next text or binary message.
+    ///
+    /// A message that arrived in a single frame is a slice of the buffer the socket was read
+    /// into (no copy). Keeping it keeps that buffer (up to the read buffer size, 64 KiB by
+    /// default) alive: to store many small messages for long, copy them
+    /// (`Bytes::copy_from_slice`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the session ends (peer's close code, or 1006 when the transport
+    /// dropped or keepalive found the peer gone), [`Error::Protocol`] when the peer broke the
+    /// protocol (we sent 1002/1007/1009), [`Error::Timeout`] when the read deadline passed (the
+    /// connection stays usable) or a timer ended the session (idle, close, slow peer),
+    /// [`Error::AlreadyClosed`] after any of the others but a read-deadline timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: see the type's documentation.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll form of [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        let waker = cx.waker();
+        self.engine.poll_recv(&mut self.io, waker, waker)
+    }
+
+    // ---- writing -------------------------------------------------------------------------
+
+    /// The poll form of [`flush`](Self::flush).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let waker = cx.waker();
+        self.engine.poll_flush(&mut self.io, waker, waker)
+    }
+
+    /// Writes out everything queued.
+    ///
+    /// # Errors
+    /// [`TimeoutKind::Write`](crate::TimeoutKind::Write) when the write deadline passed or the
+    /// slow-peer policy gave up on the peer; I/O errors of the transport.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what was not written stays queued for the next call.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Queues a message without writing it, unless the queue is past the write buffer size.
+    /// See the type's documentation on batching.
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(msg.into())?;
+        if self.engine.core.pending_output_len() >= self.engine.opts.write_buffer_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message synchronously (what [`feed`](Self::feed) does before any write).
+    pub fn queue(&mut self, msg: Message) -> Result<(), Error> {
+        self.engine.queue(msg)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.engine.core.pending_output_len()
+    }
+
+    pub(crate) fn write_buffer_size(&self) -> usize {
+        self.engine.opts.write_buffer_size
+    }
+
+    pub(crate) fn queue_close(&mut self, frame: CloseFrame) -> Result<(), Error> {
+        self.engine.core.send_close(Some(frame))?;
+        Ok(())
+    }
+
+    /// Sends a message and writes it out.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(msg.into())?;
+        self.flush().await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: impl Into<ferrosocket_proto::Utf8Bytes>) -> Result<(), Error> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends one fragment of a message; the last one has `fin` set. Streams a message whose
+    /// size is not known in advance (gorilla's `NextWriter`).
+    pub async fn send_fragment(
+        &mut self,
+        kind: ferrosocket_proto::MessageKind,
+        data: impl Into<Bytes>,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.engine.check_usable()?;
+        self.engine.before_send();
+        self.engine.core.send_fragment(kind, data.into(), fin)?;
+        self.flush().await
+    }
+
+    /// Sends a frame prepared once for many connections.
+    pub async fn send_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(msg)?;
+        self.flush().await
+    }
+
+    /// Queues a prepared frame without writing it.
+    pub fn feed_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        self.engine.check_usable()?;
+        self.engine.before_send();
+        msg.queue_on(&mut self.engine.core)?;
+        Ok(())
+    }
+
+    /// Sends a ping (payload at most 125 bytes). Use it to check liveness: if the peer is gone
+    /// the write fails with a [`CloseError`] of code 1006 (see [`is_unexpected_close_error`]).
+    ///
+    /// [`is_unexpected_close_error`]: crate::is_unexpected_close_error
+    pub async fn ping(&mut self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.engine.check_usable()?;
+        self.engine.core.send_ping(payload.as_ref())?;
+        self.flush().await
+    }
+
+    /// Sends an unsolicited pong (a one-way heartbeat).
+    pub async fn pong(&mut self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.engine.check_usable()?;
+        self.engine.core.send_pong(payload.as_ref())?;
+        self.flush().await
+    }
+
+    /// Sends a close frame and writes it out, without waiting for the peer's reply: keep
+    /// calling [`recv`](Self::recv) to receive the peer's close (it returns [`Error::Closed`]).
+    pub async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.engine.check_usable()?;
+        self.engine.core.send_close(frame)?;
+        self.flush().await
+    }
+
+    /// Closes the session: sends `frame`, waits (up to the close timeout, default 10 s) for the
+    /// peer's close frame while discarding messages that still arrive, then closes the
+    /// transport. Returns how the peer closed.
+    ///
+    /// # Errors
+    /// [`TimeoutKind::Close`](crate::TimeoutKind::Close) when the peer did not answer in time;
+    /// whatever else ended the session first.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<CloseError, Error> {
+        if !self.engine.is_finished() && self.engine.core.close_sent().is_none() {
+            self.engine.core.send_close(frame)?;
+        }
+        loop {
+            match self.recv().await {
+                Ok(_) => continue,
+                Err(Error::Closed(c)) => return Ok(c),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Gives back the transport, dropping the WebSocket state (gorilla's `NetConn`). Bytes
+    /// received but not yet processed and output not yet written are lost.
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
+    // ---- handlers, deadlines, limits -----------------------------------------------------
+
+    /// Runs `handler` for every ping; its answer decides whether a pong is sent (gorilla's
+    /// `SetPingHandler`). The default handler answers every ping
+    /// ([`PingAction::default`]).
+    pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
+        self.engine
+            .handlers
+            .set_ping(&mut self.engine.core, Box::new(handler));
+    }
+
+    /// Runs `handler` for every pong (gorilla's `SetPongHandler`); e.g. to extend a deadline.
+    /// The default does nothing.
+    pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
+        self.engine.handlers.set_pong(Box::new(handler));
+    }
+
+    /// Runs `handler` when the peer's close frame arrives; its answer is the close frame sent
+    /// back (gorilla's `SetCloseHandler`). `recv` then returns [`Error::Closed`]. The default
+    /// echoes the peer's code ([`CloseAction::default`]).
+    pub fn set_close_handler(
+        &mut self,
+        handler: impl FnMut(Option<&CloseFrame>) -> CloseAction + Send + 'static,
+    ) {
+        self.engine
+            .handlers
+            .set_close(&mut self.engine.core, Box::new(handler));
+    }
+
+    /// Puts the default ping, pong and close handlers back (answer pings, ignore pongs, echo
+    /// the peer's close code).
+    pub fn reset_handlers(&mut self) {
+        self.engine.handlers.reset(&mut self.engine.core);
+    }
+
+    /// After `deadline`, a pending [`recv`](Self::recv) returns [`TimeoutKind::Read`]; `None`
+    /// removes the deadline. Unlike gorilla, the connection stays usable after a timeout.
+    ///
+    /// [`TimeoutKind::Read`]: crate::TimeoutKind::Read
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.engine.read_deadline = deadline;
+    }
+
+    /// After `deadline`, a pending write returns [`TimeoutKind::Write`]; `None` removes it.
+    ///
+    /// [`TimeoutKind::Write`]: crate::TimeoutKind::Write
+    pub fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.engine.write_deadline = deadline;
+    }
+
+    /// Compress the messages sent from now on, when permessage-deflate was negotiated
+    /// (gorilla's `EnableWriteCompression`). Default: on.
+    pub fn set_write_compression(&mut self, on: bool) {
+        self.engine.core.set_write_compression(on);
+    }
+
+    pub(crate) fn set_slot(&mut self, slot: crate::upgrader::ConnSlot) {
+        self.engine.slot = Some(slot);
+    }
+
+    /// Sends a ping whenever the peer has been silent for `interval`, and ends the session
+    /// with a 1006 [`CloseError`] (see [`is_unexpected_close_error`]) when nothing at all
+    /// arrives within `timeout` of that ping: dead-peer detection. `None` turns it off (the
+    /// default in the library). It runs while a [`recv`](Self::recv) is waiting.
+    ///
+    /// [`is_unexpected_close_error`]: crate::is_unexpected_close_error
+    pub fn set_keepalive(&mut self, keepalive: Option<(Duration, Duration)>) {
+        self.engine
+            .core
+            .set_keepalive(keepalive.map(|(i, t)| Keepalive::new(i, t)));
+    }
+
+    /// Closes the session with 1001 ("idle timeout") when no message went either way for
+    /// `after`; `recv` then returns [`TimeoutKind::Idle`](crate::TimeoutKind::Idle). `None`
+    /// (default) turns it off.
+    pub fn set_idle_timeout(&mut self, after: Option<Duration>) {
+        self.engine.core.set_idle_timeout(after);
+    }
+
+    /// Ties this connection to a server-wide [`Shutdown`](crate::Shutdown): when it is
+    /// triggered, the connection sends close 1001 (going away) and finishes the close
+    /// handshake inside [`recv`](Self::recv).
+    pub fn set_shutdown(&mut self, token: crate::ShutdownToken) {
+        self.engine.set_shutdown(token);
+    }
+
+    /// What to do when the peer stops reading (default: close with 1008 after 60 s).
+    pub fn set_slow_peer_policy(&mut self, policy: SlowPeerPolicy) {
+        self.engine.core.set_slow_peer_policy(policy);
+    }
+
+    /// The largest message accepted from now on; bigger ones close the connection with 1009
+    /// (gorilla's `SetReadLimit`). `None` means unlimited.
+    pub fn set_read_limit(&mut self, bytes: Option<usize>) {
+        self.engine.core.set_max_message_size(bytes);
+    }
+
+    // ---- information ---------------------------------------------------------------------
+
+    /// The subprotocol both ends agreed on, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.engine.subprotocol.as_deref()
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.engine.core.role()
+    }
+
+    /// Where the close handshake stands.
+    pub fn state(&self) -> State {
+        self.engine.core.state()
+    }
+
+    /// The protocol core, for inspection.
+    pub fn core(&self) -> &Connection {
+        &self.engine.core
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably. Writing to it directly corrupts the WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+}
+
+impl Conn<tokio::net::TcpStream> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// Our local address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.io.local_addr()
+    }
+}
