@@ -1035,4 +1035,4 @@ impl Connection {
 
 #[cfg(test)]
 #[path = "connection_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -212,3 +212,7 @@ impl Clocks {
         next
     }
 }
+
+#[cfg(test)]
+#[path = "timers_tests.rs"]
+mod tests;
