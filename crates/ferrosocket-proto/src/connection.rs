@@ -357,11 +357,16 @@ impl Connection {
     /// Errors are sticky: after `Err`, every call returns the same error.
     pub fn poll_event(&mut self) -> Result<Option<Event>, ReadError> {
         loop {
+            // Timers are sticky, with two exceptions: the idle timeout is reported once, after
+            // which the close handshake it started goes on (the peer's close frame is still an
+            // event); and a close timer that runs out after the connection already ended
+            // (protocol error, close handshake done, `fail`) does not replace the error already
+            // reported.
             if let Some(timer) = self.clocks.expired
                 && !(timer == Timer::Idle && std::mem::replace(&mut self.clocks.reported, true))
+                && (timer != Timer::CloseHandshake
+                    || !(self.failed.is_some() || self.close_reported || self.aborted))
             {
-                // Sticky, except the idle timeout: reported once, after which the close
-                // handshake it started goes on (the peer's close frame is still an event).
                 return Err(ReadError::TimedOut(timer));
             }
             if let Some(e) = &self.failed {
@@ -731,7 +736,12 @@ impl Connection {
     /// Starts (or, after the peer's close, completes) the close handshake. `None` sends a
     /// close frame without a status code. Reasons longer than 123 bytes are cut.
     pub fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
-        if self.close_sent.is_some() || self.failed.is_some() || self.abnormal || self.aborted {
+        if self.close_sent.is_some()
+            || self.failed.is_some()
+            || self.abnormal
+            || self.aborted
+            || self.timed_out().is_some()
+        {
             return Err(SendError::Closed);
         }
         if let Some(f) = &frame
@@ -761,7 +771,12 @@ impl Connection {
     }
 
     fn check_can_send(&self) -> Result<(), SendError> {
-        if self.close_sent.is_some() || self.failed.is_some() || self.abnormal || self.aborted {
+        if self.close_sent.is_some()
+            || self.failed.is_some()
+            || self.abnormal
+            || self.aborted
+            || self.timed_out().is_some()
+        {
             Err(SendError::Closed)
         } else {
             Ok(())
@@ -985,6 +1000,10 @@ impl Connection {
     pub fn take_output(&mut self) -> Vec<u8> {
         let mut v = Vec::new();
         self.out.drain_to_vec(&mut v);
+        if !v.is_empty() {
+            // Output progressed, as with `advance_output`.
+            self.clocks.stall_since = None;
+        }
         v
     }
 
@@ -1020,4 +1039,4 @@ impl Connection {
 
 #[cfg(test)]
 #[path = "connection_tests.rs"]
-mod tests;
+pub(crate) mod tests;

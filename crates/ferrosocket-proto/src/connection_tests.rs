@@ -3,6 +3,7 @@
 //!
 //! The wire helpers here ([`frame`], [`parse_wire`]) are written independently of
 //! `frame.rs`, so an encoding bug there cannot hide behind a matching decoding bug.
+//! They are `pub(crate)` so that the timer tests (`timers_tests.rs`) decode the wire the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,17 +16,23 @@ use proptest::sample::Index;
 // ---- wire helpers -----------------------------------------------------------------------------
 
 /// The client's mask key: RFC 6455 §5.7's example key.
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+pub(crate) const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-const OP_CONT: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
+pub(crate) const OP_CONT: u8 = 0x0;
+pub(crate) const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_BINARY: u8 = 0x2;
+pub(crate) const OP_CLOSE: u8 = 0x8;
+pub(crate) const OP_PING: u8 = 0x9;
+pub(crate) const OP_PONG: u8 = 0xA;
 
 /// A raw wire frame with the shortest length form, masked with `masked_key` if given.
-fn frame(opcode: u8, fin: bool, rsv1: bool, masked_key: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(
+    opcode: u8,
+    fin: bool,
+    rsv1: bool,
+    masked_key: Option<[u8; 4]>,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = header_only(opcode, fin, masked_key, payload.len() as u64);
     if rsv1 {
         out[0] |= 0x40;
@@ -59,16 +66,16 @@ fn header_only(opcode: u8, fin: bool, masked_key: Option<[u8; 4]>, len: u64) -> 
 }
 
 /// A frame as our test client sends it: masked with [`KEY`].
-fn cf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn cf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     frame(opcode, fin, false, Some(KEY), payload)
 }
 
 /// A frame as a server sends it: unmasked.
-fn sf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn sf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     frame(opcode, fin, false, None, payload)
 }
 
-fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+pub(crate) fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();
     p.extend_from_slice(reason);
     p
@@ -76,16 +83,16 @@ fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 
 /// A frame decoded from a connection's output, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Wire {
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    payload: Vec<u8>,
+pub(crate) struct Wire {
+    pub(crate) fin: bool,
+    pub(crate) rsv: u8,
+    pub(crate) opcode: u8,
+    pub(crate) mask: Option<[u8; 4]>,
+    pub(crate) payload: Vec<u8>,
 }
 
 impl Wire {
-    fn close_code(&self) -> Option<u16> {
+    pub(crate) fn close_code(&self) -> Option<u16> {
         assert_eq!(self.opcode, OP_CLOSE);
         match self.payload.as_slice() {
             [] => None,
@@ -100,7 +107,7 @@ impl Wire {
 
 /// Decodes everything a connection wrote. Panics on a truncated frame or a non-minimal length
 /// (RFC 6455 §5.2: "the minimal number of bytes MUST be used to encode the length").
-fn parse_wire(mut b: &[u8]) -> Vec<Wire> {
+pub(crate) fn parse_wire(mut b: &[u8]) -> Vec<Wire> {
     let mut out = Vec::new();
     while !b.is_empty() {
         assert!(b.len() >= 2, "truncated header: {b:02x?}");
@@ -139,7 +146,7 @@ fn parse_wire(mut b: &[u8]) -> Vec<Wire> {
 
 /// Takes a connection's output and decodes it, checking RFC 6455 §5.1/§5.3: a client masks every
 /// frame with the key its mask source gave, a server masks none, and no RSV bit is set.
-fn take_wire(conn: &mut Connection) -> Vec<Wire> {
+pub(crate) fn take_wire(conn: &mut Connection) -> Vec<Wire> {
     let wire = parse_wire(&conn.take_output());
     for w in &wire {
         match conn.role() {
@@ -153,7 +160,7 @@ fn take_wire(conn: &mut Connection) -> Vec<Wire> {
 
 // ---- connections and events -------------------------------------------------------------------
 
-fn server_with(config: Config) -> Connection {
+pub(crate) fn server_with(config: Config) -> Connection {
     Connection::new(Role::Server, config)
 }
 
@@ -161,7 +168,7 @@ fn server() -> Connection {
     server_with(Config::default())
 }
 
-fn client_with(config: Config) -> Connection {
+pub(crate) fn client_with(config: Config) -> Connection {
     let mut c = Connection::new(Role::Client, config);
     c.set_mask_source(Box::new(FixedMaskSource(KEY)));
     c
@@ -172,7 +179,7 @@ fn client() -> Connection {
 }
 
 /// Polls until more input is needed or an error; returns the events and the error.
-fn poll_all(conn: &mut Connection) -> (Vec<Event>, Option<ReadError>) {
+pub(crate) fn poll_all(conn: &mut Connection) -> (Vec<Event>, Option<ReadError>) {
     let mut events = Vec::new();
     loop {
         match conn.poll_event() {
@@ -184,7 +191,7 @@ fn poll_all(conn: &mut Connection) -> (Vec<Event>, Option<ReadError>) {
 }
 
 /// Polls until more input is needed, asserting no error.
-fn events(conn: &mut Connection) -> Vec<Event> {
+pub(crate) fn events(conn: &mut Connection) -> Vec<Event> {
     let (events, err) = poll_all(conn);
     assert_eq!(err, None, "after events {events:?}");
     events

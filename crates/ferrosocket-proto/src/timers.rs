@@ -175,6 +175,9 @@ impl Clocks {
         if let (Some(after), Some(last)) = (config.idle_timeout, self.last_message)
             && now >= last + after
         {
+            // The connection queues its close frame now: the close timer starts with it, so
+            // that `next` announces it without waiting for another `handle_timeout`.
+            self.close_since.get_or_insert(now);
             return Due::Expire(Timer::Idle);
         }
         Due::Nothing
@@ -211,3 +214,7 @@ impl Clocks {
         next
     }
 }
+
+#[cfg(test)]
+#[path = "timers_tests.rs"]
+mod tests;
