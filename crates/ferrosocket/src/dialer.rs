@@ -87,7 +87,7 @@ struct Inner {
 /// ```no_run
 /// # async fn run() -> Result<(), ferrosocket::Error> {
 /// use ferrosocket::Dialer;
-/// use http::header::{HeaderValue, ORIGIN};
+/// use ferrosocket::http::header::{HeaderValue, ORIGIN};
 /// let dialer = Dialer::new()
 ///     .subprotocols(["chat.v1"])
 ///     .header(ORIGIN, HeaderValue::from_static("https://example.com"));
@@ -530,9 +530,9 @@ impl Dialer {
     }
 
     #[cfg(not(feature = "rustls"))]
-    async fn proxy_tls(&self, _io: Layer, _proxy: &ProxyConfig) -> Result<Layer, Error> {
+    async fn proxy_tls(&self, _io: Layer, proxy: &ProxyConfig) -> Result<Layer, Error> {
         Err(proxy_error(ProxyError::BadUrl {
-            url: format!("https://{}:{}", _proxy.host, _proxy.port),
+            url: format!("https://{}:{}", proxy.host, proxy.port),
             reason: "https:// proxies need the `rustls` feature of ferrosocket; enable it in Cargo.toml"
                 .into(),
         }))

@@ -110,37 +110,9 @@ impl LayeredStream {
 
     /// The TCP stream at the bottom, unless a hook made the transport.
     pub fn tcp(&self) -> Option<&TcpStream> {
-        let mut layer = &self.top;
-        loop {
-            match layer {
-                Layer::Tcp(s) => return Some(s),
-                Layer::Custom(_) => return None,
-                #[cfg(feature = "rustls")]
-                Layer::Tls(s) => layer = s.get_ref().0,
-            }
-        }
-    }
-
-    /// Names of the layers, top first (`tls`, `tcp`, `custom`).
-    fn layer_names(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        let mut layer = &self.top;
-        loop {
-            match layer {
-                Layer::Tcp(_) => {
-                    names.push("tcp");
-                    return names;
-                }
-                Layer::Custom(_) => {
-                    names.push("custom");
-                    return names;
-                }
-                #[cfg(feature = "rustls")]
-                Layer::Tls(s) => {
-                    names.push("tls");
-                    layer = s.get_ref().0;
-                }
-            }
+        match self.top.bottom() {
+            Layer::Tcp(s) => Some(s),
+            _ => None,
         }
     }
 }
@@ -148,7 +120,7 @@ impl LayeredStream {
 impl fmt::Debug for LayeredStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LayeredStream")
-            .field("layers", &self.layer_names())
+            .field("layers", &self.top.names())
             .field("server_tls", &self.server_tls)
             .finish()
     }
@@ -160,6 +132,31 @@ pub(crate) enum Layer {
     Custom(Box<dyn Transport>),
     #[cfg(feature = "rustls")]
     Tls(Box<tokio_rustls::client::TlsStream<Layer>>),
+}
+
+impl Layer {
+    /// The layer at the bottom of the stack: TCP or a hook's transport.
+    fn bottom(&self) -> &Layer {
+        match self {
+            #[cfg(feature = "rustls")]
+            Layer::Tls(s) => s.get_ref().0.bottom(),
+            other => other,
+        }
+    }
+
+    /// Names of the layers, top first (`tls`, `tcp`, `custom`).
+    fn names(&self) -> Vec<&'static str> {
+        match self {
+            Layer::Tcp(_) => vec!["tcp"],
+            Layer::Custom(_) => vec!["custom"],
+            #[cfg(feature = "rustls")]
+            Layer::Tls(s) => {
+                let mut names = vec!["tls"];
+                names.extend(s.get_ref().0.names());
+                names
+            }
+        }
+    }
 }
 
 impl AsyncRead for Layer {
