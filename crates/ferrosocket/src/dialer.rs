@@ -1,13 +1,16 @@
-//! The client side of the opening handshake: dial `ws://` and `wss://` URLs, directly or
-//! through an HTTP proxy, or run the handshake over a transport the caller made.
+//! The client side of the opening handshake: dial `ws://` and `wss://` URLs, directly, through
+//! an `http://` or `https://` proxy, over a transport a hook makes, or run the handshake over a
+//! transport the caller made.
 //!
 //! Every frame a client sends is masked with a fresh key from the operating system's CSPRNG
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
+use crate::client_request::{IntoClientRequest, MANAGED_HEADERS};
 use crate::conn::{Conn, IoOptions};
 use crate::error::{CloseError, Error, TimeoutKind};
 use crate::pool::BufferPool;
+use crate::transport::{Layer, MaybeTlsStream, Transport};
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use ferrosocket_proto::extensions::deflate::DeflateConfig;
@@ -16,19 +19,18 @@ use ferrosocket_proto::handshake::http::{parse_response, write_request};
 use ferrosocket_proto::handshake::{HandshakeError, Limits, header_has_token};
 use ferrosocket_proto::{Config, Connection, Role};
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT,
-    SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
-    TRANSFER_ENCODING, UPGRADE,
+    CONTENT_LENGTH, HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
+    TRANSFER_ENCODING,
 };
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -39,8 +41,15 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 /// How long the body of a refused handshake is read when no handshake timeout is set.
 const ERROR_BODY_WAIT: Duration = Duration::from_secs(10);
 
+/// What a [`Dialer::connector`] hook returns, boxed.
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Box<dyn Transport>>> + Send>>;
+
+/// A [`Dialer::connector`] hook, boxed.
+type ConnectFn = dyn Fn(&str, u16) -> ConnectFuture + Send + Sync;
+
 #[derive(Clone)]
 struct Inner {
+    connector: Option<Arc<ConnectFn>>,
     connect_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
     config: Config,
@@ -60,7 +69,8 @@ struct Inner {
 ///
 /// | option | default | why |
 /// |---|---|---|
-/// | [`connect_timeout`](Self::connect_timeout) | 10 s | DNS, TCP connect and a proxy's `CONNECT`: a host that drops packets must not hang the caller for the OS's two-minute SYN retries |
+/// | [`connector`](Self::connector) | tokio's `TcpStream::connect`, with `TCP_NODELAY` | whole messages are written at once; Nagle's algorithm would only delay them |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s | DNS, TCP connect (or the connector hook), TLS to an `https://` proxy and its `CONNECT`: a host that drops packets must not hang the caller for the OS's two-minute SYN retries |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | TLS and the HTTP upgrade: a server that accepts TCP but never answers must not hold the caller (gorilla's zero value means none) |
 /// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a server cannot make us allocate without bound |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
@@ -77,7 +87,7 @@ struct Inner {
 /// ```no_run
 /// # async fn run() -> Result<(), ferrosocket::Error> {
 /// use ferrosocket::Dialer;
-/// use http::header::{HeaderValue, ORIGIN};
+/// use ferrosocket::http::header::{HeaderValue, ORIGIN};
 /// let dialer = Dialer::new()
 ///     .subprotocols(["chat.v1"])
 ///     .header(ORIGIN, HeaderValue::from_static("https://example.com"));
@@ -103,6 +113,7 @@ impl Default for Dialer {
 impl fmt::Debug for Dialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dialer")
+            .field("connector", &self.inner.connector.as_ref().map(|_| "custom"))
             .field("connect_timeout", &self.inner.connect_timeout)
             .field("handshake_timeout", &self.inner.handshake_timeout)
             .field("subprotocols", &self.inner.subprotocols)
@@ -118,6 +129,7 @@ impl Dialer {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
+                connector: None,
                 connect_timeout: Some(Duration::from_secs(10)),
                 handshake_timeout: Some(Duration::from_secs(10)),
                 config: Config::default(),
@@ -138,14 +150,60 @@ impl Dialer {
         self
     }
 
-    /// How long resolving the host, the TCP connect and a proxy's `CONNECT` tunnel may take
-    /// together; then [`Error::Timeout`] with [`TimeoutKind::Connect`]. `None` waits as long as
-    /// the operating system does.
+    /// Replaces the TCP connect with `connect` (gorilla's `NetDialContext`): it is called with
+    /// the host (a name or an IP address, IPv6 without brackets) and port to reach, and
+    /// returns any byte stream (see [`Transport`]).
+    ///
+    /// Only the connect is replaced: through a proxy the hook is asked for the **proxy's**
+    /// address and the `CONNECT` tunnel runs over its stream; TLS for `https://` proxies and
+    /// `wss://` URLs runs over it; the [`connect_timeout`](Self::connect_timeout) bounds the
+    /// hook (it is dropped when the time is up) and the
+    /// [`handshake_timeout`](Self::handshake_timeout) still applies. Errors the hook returns
+    /// reach the caller unchanged as [`Error::Io`]. Socket options such as `TCP_NODELAY` are
+    /// the hook's business. The connection's transport is then
+    /// [`MaybeTlsStream::Layered`], whose [`tcp`](MaybeTlsStream::tcp) is `None`.
+    ///
+    /// The future may not borrow the host: copy it, as below.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ferrosocket::Error> {
+    /// use ferrosocket::Dialer;
+    /// use tokio::net::TcpStream;
+    /// let dialer = Dialer::new().connector(|host: &str, port: u16| {
+    ///     let host = host.to_owned();
+    ///     async move {
+    ///         let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    ///         tcp.set_nodelay(true)?;
+    ///         // tcp.set_tos(...), bind to an interface, count bytes, log...
+    ///         Ok(tcp)
+    ///     }
+    /// });
+    /// let (conn, _) = dialer.connect("ws://example.com/socket").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connector<F, Fut, T>(self, connect: F) -> Self
+    where
+        F: Fn(&str, u16) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<T>> + Send + 'static,
+        T: Transport,
+    {
+        let hook: Arc<ConnectFn> = Arc::new(move |host: &str, port: u16| {
+            let connecting = connect(host, port);
+            Box::pin(async move { connecting.await.map(|t| Box::new(t) as Box<dyn Transport>) })
+                as ConnectFuture
+        });
+        self.with(|i| i.connector = Some(hook))
+    }
+
+    /// How long resolving the host, the TCP connect (or the [`connector`](Self::connector)
+    /// hook), and a proxy's TLS handshake and `CONNECT` tunnel may take together; then
+    /// [`Error::Timeout`] with [`TimeoutKind::Connect`]. `None` waits as long as the operating
+    /// system does.
     pub fn connect_timeout(self, timeout: Option<Duration>) -> Self {
         self.with(|i| i.connect_timeout = timeout)
     }
 
-    /// How long the TLS handshake and the HTTP upgrade may take together; then
+    /// How long the TLS handshake with the server and the HTTP upgrade may take together; then
     /// [`Error::Timeout`] with [`TimeoutKind::Handshake`]. `None` waits forever (not
     /// recommended).
     pub fn handshake_timeout(self, timeout: Option<Duration>) -> Self {
@@ -207,7 +265,9 @@ impl Dialer {
 
     /// Adds a header to every upgrade request: `Origin`, `Authorization`, `Cookie`,
     /// `User-Agent`... Calling it twice with the same name sends both values; a `Host` header
-    /// replaces the one derived from the URL. The headers the handshake itself manages
+    /// replaces the one derived from the URL. A request passed to [`connect`](Self::connect)
+    /// may carry headers of its own, which replace these (see [`IntoClientRequest`]). The
+    /// headers the handshake itself manages
     /// (`Upgrade`, `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`,
     /// `Sec-WebSocket-Accept`, `Sec-WebSocket-Extensions`) are ignored; offer subprotocols with
     /// [`subprotocols`](Self::subprotocols).
@@ -229,13 +289,15 @@ impl Dialer {
         self.with(|i| i.deflate = config)
     }
 
-    /// Connects through this HTTP proxy (`CONNECT host:port`), whatever the environment says.
+    /// Connects through this HTTP or HTTPS proxy (`CONNECT host:port`), whatever the
+    /// environment says.
     pub fn proxy(self, proxy: ProxyConfig) -> Self {
         self.with(|i| i.proxy = Some(proxy))
     }
 
-    /// Connects through the HTTP proxy at `url` (`http://[user:password@]host[:port]`; the
-    /// port defaults to 80). Credentials are sent as `Proxy-Authorization: Basic`.
+    /// Connects through the proxy at `url`: `http://[user:password@]host[:port]` (port 80 by
+    /// default) or `https://...` (TLS to the proxy, port 443 by default; see
+    /// [`ProxyConfig::from_url`]). Credentials are sent as `Proxy-Authorization: Basic`.
     ///
     /// # Errors
     /// [`Error::Io`] holding a [`ProxyError::BadUrl`] when the URL cannot be used.
@@ -248,15 +310,17 @@ impl Dialer {
     /// (default: on, like Go's `http.ProxyFromEnvironment`).
     ///
     /// `wss://` URLs use `HTTPS_PROXY` (or `https_proxy`), `ws://` URLs use `HTTP_PROXY` (or
-    /// `http_proxy`). No proxy is used for `localhost`, loopback addresses, and hosts that
-    /// match `NO_PROXY` (or `no_proxy`; see [`NoProxy`]).
+    /// `http_proxy`); either variable may name an `http://` or an `https://` proxy (see
+    /// [`ProxyConfig::from_url`]). No proxy is used for `localhost`, loopback addresses, and
+    /// hosts that match `NO_PROXY` (or `no_proxy`; see [`NoProxy`]).
     pub fn proxy_from_env(self, on: bool) -> Self {
         self.with(|i| i.proxy_from_env = on)
     }
 
     /// The TLS configuration for `wss://`: a custom root store, client certificates, other
     /// ALPN values. The server name sent (SNI) and verified is the URL's host. The default
-    /// trusts Mozilla's roots (see [`crate::tls`]).
+    /// trusts Mozilla's roots (see [`crate::tls`]). It is also used for TLS to an `https://`
+    /// proxy unless the proxy has its own ([`ProxyConfig::tls_config`]).
     #[cfg(feature = "rustls")]
     pub fn tls_config(self, config: Arc<rustls::ClientConfig>) -> Self {
         self.with(|i| i.tls = Some(config))
@@ -265,37 +329,63 @@ impl Dialer {
     /// Connects to a `ws://` or `wss://` URL and runs the opening handshake. Returns the
     /// connection and the server's `101` answer (its headers carry cookies and the like).
     ///
+    /// `request` is a URL (`&str`, `String`), an [`http::Uri`], or a whole
+    /// [`http::Request<()>`] with headers for this call only (see [`IntoClientRequest`]: its
+    /// headers replace the dialer's of the same name, its `Sec-WebSocket-Protocol` replaces
+    /// the dialer's [`subprotocols`](Self::subprotocols), handshake headers are refused).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ferrosocket::{Dialer, http};
+    /// let dialer = Dialer::new();
+    /// let (conn, _) = dialer.connect("ws://127.0.0.1:8080/ws").await?;
+    /// let request = http::Request::get("ws://127.0.0.1:8080/ws")
+    ///     .header(http::header::COOKIE, "session=42")
+    ///     .body(())?;
+    /// let (conn, _) = dialer.connect(request).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
-    /// - [`Error::Handshake`] with [`HandshakeError::BadUrl`] for an unusable URL, or another
+    /// - [`Error::Handshake`] with [`HandshakeError::BadUrl`] for an unusable URL,
+    ///   [`HandshakeError::MethodNotGet`] for a request that is not `GET`, or another
     ///   [`HandshakeError`] when a `101` answer does not verify (wrong `Sec-WebSocket-Accept`,
     ///   a subprotocol or extension that was not offered) or the answer is not HTTP.
+    /// - [`Error::Io`] holding a [`RequestError`](crate::RequestError) for a request that sets
+    ///   a header the handshake manages (before anything is sent).
     /// - [`Error::BadHandshake`] when the server answered with another status; it carries the
     ///   status, the headers and the start of the body.
     /// - [`Error::Timeout`] with [`TimeoutKind::Connect`] or [`TimeoutKind::Handshake`].
     /// - [`Error::Io`] when connecting or TLS fails; a proxy's refusal is a [`ProxyError`]
     ///   inside it (see [`ProxyError::find`]).
     /// - [`Error::Closed`] (1006) when the server closed the connection before answering.
-    pub async fn connect(&self, url: &str) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error> {
-        let mut req = request_from_url(url)?;
+    pub async fn connect<R>(&self, request: R) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error>
+    where
+        R: IntoClientRequest,
+    {
+        let req = request.into_client_request()?;
         let target = uri_target(req.uri())?;
-        if self.inner.headers.contains_key(HOST) {
-            req.headers_mut().remove(HOST);
+        if req.method() != Method::GET {
+            return Err(Error::Handshake(HandshakeError::MethodNotGet));
         }
+        let req = self.with_host(req)?;
         let req = self.prepare(req)?;
         let proxy = self.proxy_for(&target)?;
 
         let connect = async {
-            match &proxy {
-                None => Ok((dial(&target.host, target.port).await?, BytesMut::new())),
-                Some(p) => {
-                    tracing::debug!(proxy.host = %p.host, proxy.port = p.port, "connecting through a proxy");
-                    let mut tcp = dial(&p.host, p.port).await?;
-                    let leftover = tunnel(&mut tcp, p, &target).await?;
-                    Ok((tcp, leftover))
-                }
+            let Some(p) = &proxy else {
+                let io = self.open(&target.host, target.port).await?;
+                return Ok((io, BytesMut::new()));
+            };
+            tracing::debug!(proxy.host = %p.host, proxy.port = p.port, proxy.tls = p.tls, "connecting through a proxy");
+            let mut io = self.open(&p.host, p.port).await?;
+            if p.tls {
+                io = self.proxy_tls(io, p).await?;
             }
+            let leftover = tunnel(&mut io, p, &target).await?;
+            Ok((io, leftover))
         };
-        let (tcp, leftover) = within(
+        let (io, leftover) = within(
             deadline(self.inner.connect_timeout),
             TimeoutKind::Connect,
             connect,
@@ -307,9 +397,9 @@ impl Dialer {
             if !leftover.is_empty() {
                 return Err(proxy_error(ProxyError::UnexpectedData));
             }
-            within(deadline, TimeoutKind::Handshake, self.tls_connect(tcp, &target)).await?
+            within(deadline, TimeoutKind::Handshake, self.tls_connect(io, &target)).await?
         } else {
-            MaybeTlsStream::Plain(tcp)
+            MaybeTlsStream::plain(io)
         };
         self.handshake(stream, req, leftover, deadline).await
     }
@@ -339,16 +429,33 @@ impl Dialer {
         self.handshake(io, req, BytesMut::new(), deadline).await
     }
 
+    /// Gives `req` the `Host` derived from its URL, first in the head as before, unless it or
+    /// the dialer sets one.
+    fn with_host(&self, mut req: Request<()>) -> Result<Request<()>, Error> {
+        if req.headers().contains_key(HOST) || self.inner.headers.contains_key(HOST) {
+            return Ok(req);
+        }
+        let derived = request_from_url(&req.uri().to_string())?;
+        if let Some(host) = derived.headers().get(HOST) {
+            let mut headers = HeaderMap::with_capacity(req.headers().len() + 1);
+            headers.insert(HOST, host.clone());
+            headers.extend(req.headers_mut().drain());
+            *req.headers_mut() = headers;
+        }
+        Ok(req)
+    }
+
+    /// Opens the transport to `host:port`: the [`connector`](Self::connector) hook, or TCP.
+    async fn open(&self, host: &str, port: u16) -> Result<Layer, Error> {
+        match &self.inner.connector {
+            Some(hook) => hook(host, port).await.map(Layer::Custom).map_err(Error::Io),
+            None => dial(host, port).await.map(Layer::Tcp),
+        }
+    }
+
     /// Adds the dialer's headers and subprotocol offer to `req`.
     fn prepare(&self, mut req: Request<()>) -> Result<Request<()>, Error> {
-        let managed = [
-            UPGRADE,
-            CONNECTION,
-            SEC_WEBSOCKET_KEY,
-            SEC_WEBSOCKET_VERSION,
-            SEC_WEBSOCKET_ACCEPT,
-            SEC_WEBSOCKET_EXTENSIONS,
-        ];
+        let managed = &MANAGED_HEADERS;
         // Extensions are negotiated by the dialer (see `deflate`): an offer the core cannot
         // honour would break the connection after a successful handshake.
         req.headers_mut().remove(SEC_WEBSOCKET_EXTENSIONS);
@@ -382,42 +489,53 @@ impl Dialer {
         proxy_from_lookup(target, |name| std::env::var(name).ok())
     }
 
+    /// TLS to the server over `io` (straight over TCP: [`MaybeTlsStream::Rustls`]).
     #[cfg(feature = "rustls")]
-    async fn tls_connect(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream, Error> {
+    async fn tls_connect(&self, io: Layer, target: &Target) -> Result<MaybeTlsStream, Error> {
         let config = match &self.inner.tls {
             Some(c) => c.clone(),
             None => crate::tls::webpki_client_config()?,
         };
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
-            HandshakeError::BadUrl(format!(
-                "{:?} cannot be used as a tls server name ({e}); use a dns name or an ip address",
-                target.host
-            ))
-        })?;
-        match tokio_rustls::TlsConnector::from(config).connect(name, tcp).await {
-            Ok(tls) => Ok(MaybeTlsStream::Rustls(Box::new(tls))),
-            Err(e) => {
-                let hint = if e.kind() == io::ErrorKind::InvalidData {
-                    "; if the server uses a private certificate authority, trust it with Dialer::tls_config"
-                } else {
-                    ""
-                };
-                Err(Error::Io(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "tls handshake with {}:{} failed: {e}{hint}",
-                        target.host, target.port
-                    ),
-                )))
+        let hint = "; if the server uses a private certificate authority, trust it with Dialer::tls_config";
+        match io {
+            Layer::Tcp(tcp) => {
+                let tls = tls_handshake(config, tcp, &target.host, target.port, "", hint).await?;
+                Ok(MaybeTlsStream::Rustls(Box::new(tls)))
+            }
+            other => {
+                let tls = tls_handshake(config, other, &target.host, target.port, "", hint).await?;
+                Ok(MaybeTlsStream::layered_tls(Layer::Tls(Box::new(tls))))
             }
         }
     }
 
     #[cfg(not(feature = "rustls"))]
-    async fn tls_connect(&self, _tcp: TcpStream, _target: &Target) -> Result<MaybeTlsStream, Error> {
+    async fn tls_connect(&self, _io: Layer, _target: &Target) -> Result<MaybeTlsStream, Error> {
         Err(Error::Handshake(HandshakeError::BadUrl(
             "wss:// needs the `rustls` feature of ferrosocket; enable it in Cargo.toml".into(),
         )))
+    }
+
+    /// TLS to an `https://` proxy over `io`, with the proxy's TLS configuration, else the
+    /// dialer's, else the default one; the server name is the proxy's host.
+    #[cfg(feature = "rustls")]
+    async fn proxy_tls(&self, io: Layer, proxy: &ProxyConfig) -> Result<Layer, Error> {
+        let config = match (&proxy.tls_config, &self.inner.tls) {
+            (Some(c), _) | (None, Some(c)) => c.clone(),
+            (None, None) => crate::tls::webpki_client_config()?,
+        };
+        let hint = "; if the proxy uses a private certificate authority, trust it with ProxyConfig::tls_config or Dialer::tls_config";
+        let tls = tls_handshake(config, io, &proxy.host, proxy.port, "the proxy ", hint).await?;
+        Ok(Layer::Tls(Box::new(tls)))
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    async fn proxy_tls(&self, _io: Layer, proxy: &ProxyConfig) -> Result<Layer, Error> {
+        Err(proxy_error(ProxyError::BadUrl {
+            url: format!("https://{}:{}", proxy.host, proxy.port),
+            reason: "https:// proxies need the `rustls` feature of ferrosocket; enable it in Cargo.toml"
+                .into(),
+        }))
     }
 
     /// Sends the upgrade request over `io` and reads the answer; `buf` holds bytes already
@@ -513,6 +631,41 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, Error> {
     })?;
     tcp.set_nodelay(true)?;
     Ok(tcp)
+}
+
+/// The TLS handshake with `host` (the server name sent and verified) over `io`; `who` and
+/// `hint` shape the error message.
+#[cfg(feature = "rustls")]
+async fn tls_handshake<S>(
+    config: Arc<rustls::ClientConfig>,
+    io: S,
+    host: &str,
+    port: u16,
+    who: &str,
+    hint: &str,
+) -> Result<tokio_rustls::client::TlsStream<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+        HandshakeError::BadUrl(format!(
+            "{host:?} cannot be used as a tls server name ({e}); use a dns name or an ip address"
+        ))
+    })?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, io)
+        .await
+        .map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::InvalidData {
+                hint
+            } else {
+                ""
+            };
+            Error::Io(io::Error::new(
+                e.kind(),
+                format!("tls handshake with {who}{host}:{port} failed: {e}{hint}"),
+            ))
+        })
 }
 
 /// Reads an HTTP response head into `buf`. `Ok(Err(None))`: the peer closed first.
@@ -668,29 +821,65 @@ impl std::error::Error for HandshakeResponse {}
 
 // ---- proxies -------------------------------------------------------------------------------
 
-/// An HTTP proxy reached with `CONNECT host:port HTTP/1.1`.
+/// An HTTP proxy reached with `CONNECT host:port HTTP/1.1`, over plain TCP (`http://`) or
+/// over TLS to the proxy (`https://`).
+///
+/// Through an `https://` proxy, the `CONNECT` request (with its credentials) travels inside
+/// TLS to the proxy, whose certificate is verified for the proxy's host; for a `wss://` URL a
+/// second TLS session to the server runs inside the tunnel (TLS in TLS), so the proxy sees
+/// neither the WebSocket traffic nor the server's TLS keys.
 ///
 /// ```
 /// use ferrosocket::ProxyConfig;
 /// let p = ProxyConfig::from_url("http://alice:s3cret@proxy.example:3128").unwrap();
-/// assert_eq!((p.host(), p.port()), ("proxy.example", 3128));
+/// assert_eq!((p.host(), p.port(), p.is_tls()), ("proxy.example", 3128, false));
+/// let p = ProxyConfig::from_url("https://alice:s3cret@proxy.example").unwrap();
+/// assert_eq!((p.port(), p.is_tls()), (443, true));
 /// let p = ProxyConfig::new("10.0.0.1", 8080).basic_auth("alice", "s3cret");
 /// assert_eq!(p.port(), 8080);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     host: String,
     port: u16,
     credentials: Option<(String, String)>,
+    tls: bool,
+    #[cfg(feature = "rustls")]
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
+
+impl PartialEq for ProxyConfig {
+    /// Equal when they name the same proxy with the same credentials and scheme, and share
+    /// the same TLS configuration (the same `Arc`) or neither has one.
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(feature = "rustls")]
+        let same_tls_config = match (&self.tls_config, &other.tls_config) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        #[cfg(not(feature = "rustls"))]
+        let same_tls_config = true;
+        self.host == other.host
+            && self.port == other.port
+            && self.credentials == other.credentials
+            && self.tls == other.tls
+            && same_tls_config
+    }
+}
+
+impl Eq for ProxyConfig {}
 
 impl fmt::Debug for ProxyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProxyConfig")
-            .field("host", &self.host)
+        let mut d = f.debug_struct("ProxyConfig");
+        d.field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
-            .finish_non_exhaustive()
+            .field("tls", &self.tls);
+        #[cfg(feature = "rustls")]
+        d.field("tls_config", &self.tls_config.as_ref().map(|_| "custom"));
+        d.finish_non_exhaustive()
     }
 }
 
@@ -702,7 +891,27 @@ impl ProxyConfig {
             host: host.into(),
             port,
             credentials: None,
+            tls: false,
+            #[cfg(feature = "rustls")]
+            tls_config: None,
         }
+    }
+
+    /// Speaks TLS to the proxy (an `https://` proxy) when `on`; the server name sent and
+    /// verified is the proxy's host. Without the `rustls` feature, connecting through such a
+    /// proxy fails with [`ProxyError::BadUrl`].
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// The TLS configuration for an `https://` proxy (a private CA, a client certificate).
+    /// Without it the [`Dialer::tls_config`] is used, else Mozilla's roots. It does not turn
+    /// TLS on: see [`tls`](Self::tls).
+    #[cfg(feature = "rustls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls_config = Some(config);
+        self
     }
 
     /// Sends `Proxy-Authorization: Basic base64(user:password)` with the `CONNECT` request.
@@ -711,13 +920,14 @@ impl ProxyConfig {
         self
     }
 
-    /// Parses `http://[user:password@]host[:port]` (port 80 when absent). A URL without a
-    /// scheme is taken as `http://`, as Go does for `HTTP_PROXY`. Percent-escapes in the user
-    /// and password are decoded.
+    /// Parses `http://[user:password@]host[:port]` (port 80 when absent) or
+    /// `https://[user:password@]host[:port]` (TLS to the proxy, port 443 when absent). A URL
+    /// without a scheme is taken as `http://`, as Go does for `HTTP_PROXY`. Percent-escapes in
+    /// the user and password are decoded.
     ///
     /// # Errors
-    /// [`Error::Io`] holding a [`ProxyError::BadUrl`]: another scheme (`https://` and
-    /// `socks5://` proxies are not supported), no host, or a bad port.
+    /// [`Error::Io`] holding a [`ProxyError::BadUrl`]: another scheme (`socks5://` proxies are
+    /// not supported), no host, or a bad port.
     pub fn from_url(url: &str) -> Result<Self, Error> {
         let bad = |reason: &str| {
             proxy_error(ProxyError::BadUrl {
@@ -726,14 +936,15 @@ impl ProxyConfig {
             })
         };
         let url = url.trim();
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some(_) => {
                 return Err(bad(
-                    "only http:// proxies are supported (the tunnel itself carries tls for wss)",
+                    "only http:// and https:// proxies are supported (the tunnel itself carries tls for wss)",
                 ));
             }
-            None => url,
+            None => (false, url),
         };
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -742,6 +953,7 @@ impl ProxyConfig {
         };
         let (host, port) = split_host_port(hostport).ok_or_else(|| bad("use http://host:port"))?;
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(p) => p
                 .parse::<u16>()
@@ -750,7 +962,7 @@ impl ProxyConfig {
         if host.is_empty() {
             return Err(bad("the url has no host; use http://host:port"));
         }
-        let mut proxy = ProxyConfig::new(host, port);
+        let mut proxy = ProxyConfig::new(host, port).tls(tls);
         if let Some(info) = userinfo {
             let (user, password) = info.split_once(':').unwrap_or((info, ""));
             proxy = proxy.basic_auth(percent_decode(user), percent_decode(password));
@@ -766,6 +978,11 @@ impl ProxyConfig {
     /// The proxy's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether TLS is spoken to the proxy (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The user name sent to the proxy, if any.
@@ -893,7 +1110,10 @@ fn proxy_error(e: ProxyError) -> Error {
 
 /// Asks the proxy on `tcp` for a tunnel to `target`; returns the bytes received after its
 /// answer.
-async fn tunnel(tcp: &mut TcpStream, proxy: &ProxyConfig, target: &Target) -> Result<BytesMut, Error> {
+async fn tunnel<S>(tcp: &mut S, proxy: &ProxyConfig, target: &Target) -> Result<BytesMut, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let authority = if target.host.contains(':') {
         format!("[{}]:{}", target.host, target.port)
     } else {
@@ -908,6 +1128,7 @@ async fn tunnel(tcp: &mut TcpStream, proxy: &ProxyConfig, target: &Target) -> Re
     }
     request.push_str("\r\n");
     tcp.write_all(request.as_bytes()).await?;
+    tcp.flush().await?;
     let mut buf = BytesMut::with_capacity(1024);
     let resp = match read_head(tcp, &mut buf).await? {
         Ok(resp) => resp,
@@ -1120,104 +1341,6 @@ fn in_cidr(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-// ---- the transport -------------------------------------------------------------------------
-
-/// The transport of a connection made by [`Dialer::connect`]: plain TCP for `ws://`, TLS over
-/// TCP for `wss://` (feature `rustls`).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum MaybeTlsStream {
-    /// `ws://`: plain TCP.
-    Plain(TcpStream),
-    /// `wss://`: TLS by rustls (boxed: the TLS state is large, a plain stream is not).
-    #[cfg(feature = "rustls")]
-    Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl MaybeTlsStream {
-    /// The TCP stream underneath (for its addresses or socket options).
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            MaybeTlsStream::Plain(s) => s,
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => s.get_ref().0,
-        }
-    }
-
-    /// Whether the stream is encrypted.
-    pub fn is_tls(&self) -> bool {
-        !matches!(self, MaybeTlsStream::Plain(_))
-    }
-}
-
-impl AsyncRead for MaybeTlsStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MaybeTlsStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTlsStream::Plain(s) => s.is_write_vectored(),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl Conn<MaybeTlsStream> {
-    /// The server's address.
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.get_ref().tcp().peer_addr()
-    }
-
-    /// Our local address.
-    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.get_ref().tcp().local_addr()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1250,6 +1373,25 @@ mod tests {
             .unwrap();
         assert_eq!((p.host(), p.port()), ("secure", 8443));
         assert!(proxy_from_lookup(&target("ws://x"), env(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn env_proxy_may_be_https() {
+        let vars = env(&[
+            ("HTTPS_PROXY", "https://u:p@tls-proxy"),
+            ("HTTP_PROXY", "http://plain"),
+        ]);
+        let p = proxy_from_lookup(&target("wss://example.com"), &vars)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.host(), p.port(), p.is_tls(), p.user()),
+            ("tls-proxy", 443, true, Some("u"))
+        );
+        let p = proxy_from_lookup(&target("ws://example.com"), &vars)
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.host(), p.port(), p.is_tls()), ("plain", 80, false));
     }
 
     #[test]
@@ -1304,8 +1446,14 @@ mod tests {
         assert_eq!((p.host(), p.port()), ("::1", 8080));
         let p = ProxyConfig::from_url("http://user@h:2").unwrap();
         assert_eq!(p.credentials, Some(("user".into(), String::new())));
+        let p = ProxyConfig::from_url("https://u:p@h").unwrap();
+        assert_eq!((p.host(), p.port(), p.is_tls()), ("h", 443, true));
+        let p = ProxyConfig::from_url("HTTPS://h:8443").unwrap();
+        assert_eq!((p.port(), p.is_tls()), (8443, true));
+        assert!(!ProxyConfig::from_url("h:1").unwrap().is_tls());
         for bad in [
-            "https://h:1",
+            "socks5://h:1",
+            "https://:8080",
             "http://:8080",
             "http://h:x",
             "http://h:70000",
@@ -1313,7 +1461,7 @@ mod tests {
         ] {
             assert!(ProxyConfig::from_url(bad).is_err(), "{bad}");
         }
-        let err = ProxyConfig::from_url("https://user:secret@h:1").unwrap_err();
+        let err = ProxyConfig::from_url("socks5://user:secret@h:1").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 

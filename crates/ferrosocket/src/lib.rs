@@ -3,8 +3,10 @@
 //! - [`Upgrader`] turns an HTTP/1.1 upgrade request into a [`Conn`] (server side).
 //! - [`Conn`] reads and writes messages, answers pings, runs handlers, enforces limits and
 //!   deadlines, and reports how the session ended as a [`CloseError`].
-//! - [`Dialer`] connects to `ws://` and `wss://` URLs, directly or through an HTTP proxy
-//!   (client side); the `tls` module has the rustls helpers (feature `rustls`, on by default).
+//! - [`Dialer`] connects to `ws://` and `wss://` URLs, directly, through an `http://` or
+//!   `https://` proxy, or over a transport of your own ([`Dialer::connector`]) (client side);
+//!   the `tls` module has the rustls helpers (feature `rustls`, on by default). The [`http`]
+//!   crate is re-exported for building requests and headers.
 //! - [`PreparedMessage`] frames a message once for many connections.
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
@@ -64,6 +66,7 @@
 //! [`Conn::recv`] and [`Conn::flush`] are cancel safe: a `recv` dropped in `tokio::select!`
 //! loses no byte, even mid-frame.
 
+mod client_request;
 mod conn;
 mod dialer;
 mod error;
@@ -75,16 +78,20 @@ mod split;
 mod stream;
 #[cfg(feature = "rustls")]
 pub mod tls;
+mod transport;
 mod upgrader;
 
+pub use client_request::{IntoClientRequest, RequestError};
 pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
-pub use dialer::{Dialer, HandshakeResponse, MaybeTlsStream, NoProxy, ProxyConfig, ProxyError};
+pub use dialer::{Dialer, HandshakeResponse, NoProxy, ProxyConfig, ProxyError};
 pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
 pub use split::{ReadHalf, ReuniteError, WriteHalf};
+pub use transport::{LayeredStream, MaybeTlsStream, Transport};
 pub use upgrader::{Accept, DecisionError, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};
+pub use http;
