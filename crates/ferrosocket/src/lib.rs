@@ -6,6 +6,9 @@
 //! - [`Dialer`] connects to `ws://` and `wss://` URLs, directly or through an HTTP proxy
 //!   (client side); the `tls` module has the rustls helpers (feature `rustls`, on by default).
 //! - [`PreparedMessage`] frames a message once for many connections.
+//! - With feature `json` (off by default), `Conn::send_json` / `Conn::recv_json` and the same
+//!   on the split halves exchange serde values as JSON text messages (gorilla's `WriteJSON` /
+//!   `ReadJSON`).
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
 //!
@@ -67,6 +70,8 @@
 mod conn;
 mod dialer;
 mod error;
+#[cfg(feature = "json")]
+mod json;
 mod pool;
 mod prepared;
 mod shutdown;
