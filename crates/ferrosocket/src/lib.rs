@@ -67,6 +67,7 @@
 //! [`Conn::recv`] and [`Conn::flush`] are cancel safe: a `recv` dropped in `tokio::select!`
 //! loses no byte, even mid-frame.
 
+mod addr;
 mod conn;
 mod dialer;
 mod error;
@@ -82,6 +83,7 @@ mod stream;
 pub mod tls;
 mod upgrader;
 
+pub use addr::SocketAddrs;
 pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
 pub use dialer::{Dialer, HandshakeResponse, MaybeTlsStream, NoProxy, ProxyConfig, ProxyError};
 pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
