@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{connect, within};
-use ferrosocket::{Message, SocketAddrs, Upgrader};
+use common::connect;
+use ferrosocket::{SocketAddrs, Upgrader};
 use std::net::SocketAddr;
 
 /// Both addresses of anything with them, through the trait (so the impls are checked too).
@@ -29,6 +29,8 @@ async fn tcp_conn_reports_both_addresses() {
 #[cfg(feature = "rustls")]
 mod tls {
     use super::*;
+    use common::within;
+    use ferrosocket::Message;
     use ferrosocket::tls::rustls::RootCertStore;
     use ferrosocket::tls::rustls::pki_types::{
         CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
