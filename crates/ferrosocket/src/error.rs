@@ -117,6 +117,18 @@ pub enum Error {
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(#[source] io::Error),
+    /// A received message was not the JSON the caller asked for (`recv_json`; feature
+    /// `json`). The message was consumed, and the connection remains open: the next `recv`
+    /// or `recv_json` reads the next message. Close it yourself if bad input ends the session
+    /// (e.g. with [`CloseCode::UNSUPPORTED_DATA`] or [`CloseCode::POLICY_VIOLATION`]).
+    #[cfg(feature = "json")]
+    #[error("received message is not the expected json (it was consumed; the connection remains open): {0}")]
+    Json(#[source] serde_json::Error),
+    /// A value could not be serialized as JSON (`send_json`; feature `json`), e.g. a map
+    /// with non-string keys. Nothing was sent; the connection remains open.
+    #[cfg(feature = "json")]
+    #[error("value could not be serialized as json (nothing was sent): {0}")]
+    JsonEncode(#[source] serde_json::Error),
 }
 
 impl From<io::Error> for Error {

@@ -8,6 +8,9 @@
 //!   the `tls` module has the rustls helpers (feature `rustls`, on by default). The [`http`]
 //!   crate is re-exported for building requests and headers.
 //! - [`PreparedMessage`] frames a message once for many connections.
+//! - With feature `json` (off by default), `Conn::send_json` / `Conn::recv_json` and the same
+//!   on the split halves exchange serde values as JSON text messages (gorilla's `WriteJSON` /
+//!   `ReadJSON`).
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
 //!
@@ -66,10 +69,13 @@
 //! [`Conn::recv`] and [`Conn::flush`] are cancel safe: a `recv` dropped in `tokio::select!`
 //! loses no byte, even mid-frame.
 
+mod addr;
 mod client_request;
 mod conn;
 mod dialer;
 mod error;
+#[cfg(feature = "json")]
+mod json;
 mod pool;
 mod prepared;
 mod shutdown;
@@ -81,6 +87,7 @@ pub mod tls;
 mod transport;
 mod upgrader;
 
+pub use addr::SocketAddrs;
 pub use client_request::{IntoClientRequest, RequestError};
 pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
 pub use dialer::{Dialer, HandshakeResponse, NoProxy, ProxyConfig, ProxyError};

@@ -434,3 +434,21 @@ where
         self.shared.with_engine(|e| e.core.state())
     }
 }
+
+macro_rules! half_addrs {
+    ($half:ident) => {
+        impl<S: crate::SocketAddrs> $half<S> {
+            /// The peer's address (see [`Conn::peer_addr`]).
+            pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+                self.shared.lock().io.peer_addr()
+            }
+
+            /// Our local address (see [`Conn::local_addr`]).
+            pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+                self.shared.lock().io.local_addr()
+            }
+        }
+    };
+}
+half_addrs!(ReadHalf);
+half_addrs!(WriteHalf);

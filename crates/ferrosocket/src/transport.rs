@@ -2,7 +2,6 @@
 //! layers for custom transports ([`Dialer::connector`](crate::Dialer::connector)) and tunnels
 //! through `https://` proxies.
 
-use crate::conn::Conn;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -290,21 +289,15 @@ fn no_socket() -> io::Error {
     )
 }
 
-impl Conn<MaybeTlsStream> {
-    /// The server's address (the proxy's, through a proxy).
-    ///
-    /// # Errors
-    /// `Unsupported` when a [`Dialer::connector`](crate::Dialer::connector) hook made the
-    /// transport; otherwise the socket's error.
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.get_ref().tcp().ok_or_else(no_socket)?.peer_addr()
+/// The server's address (the proxy's, through a proxy), for `Conn<MaybeTlsStream>::peer_addr`.
+/// A transport made by a [`Dialer::connector`](crate::Dialer::connector) hook has none:
+/// `Unsupported`.
+impl crate::SocketAddrs for MaybeTlsStream {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.tcp().ok_or_else(no_socket)?.peer_addr()
     }
 
-    /// Our local address.
-    ///
-    /// # Errors
-    /// As for [`peer_addr`](Self::peer_addr).
-    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.get_ref().tcp().ok_or_else(no_socket)?.local_addr()
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.tcp().ok_or_else(no_socket)?.local_addr()
     }
 }

@@ -392,15 +392,3 @@ where
         &mut self.io
     }
 }
-
-impl Conn<tokio::net::TcpStream> {
-    /// The peer's address.
-    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.io.peer_addr()
-    }
-
-    /// Our local address.
-    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.io.local_addr()
-    }
-}
