@@ -276,6 +276,7 @@ impl Harness {
                 }
             }
             Event::Pong(p) => assert!(p.len() <= 125),
+            Event::Chunk(c) => panic!("chunk in whole mode: {c:?}"),
             Event::Close(f) => {
                 self.close_event = true;
                 if let Some(f) = &f {

@@ -35,6 +35,6 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{Connection, Event, Role, State};
+pub use connection::{Chunk, Connection, Event, ReadMode, Role, State};
 pub use error::{ProtocolError, ReadError, SendError};
 pub use message::{Message, MessageKind, Utf8Bytes};

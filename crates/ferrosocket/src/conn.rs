@@ -91,7 +91,8 @@ impl Handlers {
                 }
                 Some(CloseError::from_frame(frame.as_ref()))
             }
-            Event::Message(_) => None,
+            // The shell reads whole messages: it never sets `ReadMode::Streamed`.
+            Event::Message(_) | Event::Chunk(_) => None,
         }
     }
 }
