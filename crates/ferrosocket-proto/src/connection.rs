@@ -316,7 +316,7 @@ impl Connection {
         let want = match &self.frame {
             // Room for the rest of a large frame, but never far ahead of what actually arrived.
             // (A streamed frame is handed out as it arrives: no room made for the rest.)
-            Some(f) if f.len > self.rbuf.len() && !(self.stream.is_some() && !f.opcode.is_control()) => {
+            Some(f) if f.len > self.rbuf.len() && (self.stream.is_none() || f.opcode.is_control()) => {
                 let missing = f.len - self.rbuf.len() + MAX_HEADER_LEN;
                 missing.clamp(base, base.max(MIN_GROWTH).max(self.rbuf.len()))
             }
