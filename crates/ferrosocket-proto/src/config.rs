@@ -16,12 +16,16 @@ pub struct Config {
     /// A peer that declares or sends more is closed with 1009 before we allocate for it.
     ///
     /// Default: 64 MiB. Finite, because an unlimited size lets any peer exhaust memory
-    /// (tungstenite and axum use the same figure). `None` means unlimited.
+    /// (tungstenite and axum use the same figure). `None` means unlimited. Messages received
+    /// in [`ReadMode::Streamed`](crate::ReadMode::Streamed) are not held whole: they are
+    /// bounded by [`max_streamed_message_size`](Self::max_streamed_message_size) instead.
     pub max_message_size: Option<usize>,
     /// The largest single frame payload, in bytes; bigger frames are closed with 1009.
     ///
     /// Default: 16 MiB, which bounds how much one frame can make us buffer. `None` means
-    /// unlimited (still bounded by `max_message_size`).
+    /// unlimited (still bounded by `max_message_size`). It applies to streamed messages too,
+    /// where a frame is handed out as it arrives and the limit is a protocol limit rather than
+    /// a memory bound.
     pub max_frame_size: Option<usize>,
     /// How many bytes to make room for before each socket read when no large frame is pending.
     ///
