@@ -194,6 +194,55 @@ fn streamed_mode_defaults_to_whole_and_is_sampled_per_message() {
 }
 
 #[test]
+fn streamed_mode_change_mid_message_applies_to_the_next_message() {
+    // Streamed -> Whole while a streamed message is in progress: it stays streamed.
+    let mut c = client(Config::default());
+    c.receive(&sf(OP_TEXT, false, b"ab"));
+    assert_eq!(events(&mut c), [chunk(MessageKind::Text, b"ab", true, false)]);
+    c.set_read_mode(ReadMode::Whole);
+    assert!(c.streaming_message());
+    c.receive(&sf(OP_CONT, true, b"cd"));
+    c.receive(&sf(OP_TEXT, true, b"ef"));
+    assert_eq!(
+        events(&mut c),
+        [
+            chunk(MessageKind::Text, b"cd", false, true),
+            Event::Message(Message::text("ef"))
+        ]
+    );
+    // Whole -> Streamed while a whole message is being reassembled: it stays whole.
+    c.receive(&sf(OP_BINARY, false, b"gh"));
+    assert_eq!(events(&mut c), []);
+    c.set_read_mode(ReadMode::Streamed);
+    assert!(!c.streaming_message());
+    c.receive(&sf(OP_CONT, true, b"ij"));
+    c.receive(&sf(OP_BINARY, true, b"kl"));
+    assert_eq!(
+        events(&mut c),
+        [
+            Event::Message(Message::binary(b"ghij".to_vec())),
+            chunk(MessageKind::Binary, b"kl", true, true)
+        ]
+    );
+}
+
+#[test]
+fn streamed_header_alone_starts_the_message() {
+    // The mode is sampled on the first header, before any payload: from then on the message
+    // is streamed whatever the mode says.
+    let mut c = client(Config::default());
+    c.receive(&header(OP_BINARY, true, false, None, 3));
+    assert_eq!(events(&mut c), []);
+    assert!(c.streaming_message());
+    c.set_read_mode(ReadMode::Whole);
+    c.receive(&[1, 2, 3]);
+    assert_eq!(
+        events(&mut c),
+        [chunk(MessageKind::Binary, &[1, 2, 3], true, true)]
+    );
+}
+
+#[test]
 fn rfc6455_5_2_single_frame_is_one_chunk_first_and_last_without_copy() {
     let mut c = client(Config::default());
     let wire = sf(OP_BINARY, true, &binary_of_len(1000));
@@ -652,6 +701,9 @@ fn rfc7692_8_a_bomb_streams_in_bounded_chunks() {
                 assert!(ch.data.iter().all(|&b| b == 0));
                 assert_eq!(ch.first, n == 1);
                 // Unconsumed compressed input stays buffered, not inflated ahead.
+                if n == 1 {
+                    assert!(c.buffered_input() > payload.len() / 2, "{}", c.buffered_input());
+                }
                 got += ch.data.len();
                 if ch.last {
                     break;
