@@ -73,8 +73,9 @@ for name, data in {
 
 
 # ---- connection_server / connection_client -------------------------------------------------
-def conn_input(frames, flags=0x06, dp=0, dc=0x20, lim=0x10, sched=(0,)):
-    return bytes([flags, dp, dc, lim, len(sched) - 1]) + bytes(sched) + frames
+def conn_input(frames, flags=0x06, dp=0, dc=0x20, lim=0x10, sched=(0,), mode=0):
+    """`mode`: the high bits of byte 4 (0x08 streamed, 0x10 switch, bits 5-6 chunk size)."""
+    return bytes([flags, dp, dc, lim, (len(sched) - 1) | mode]) + bytes(sched) + frames
 
 
 for role in ("server", "client"):
@@ -139,6 +140,26 @@ for role in ("server", "client"):
         "deflate-garbage": conn_input(f(1, b"\xff\xff\xff\xff", rsv1=True), flags=0x07),
         "deflate-bomb": conn_input(f(2, deflate(b"\0" * 200000), rsv1=True), flags=0x07),
         "many-small": conn_input(b"".join(f(2, bytes([i])) for i in range(40)), flags=0x16, sched=(1, 2, 3)),
+        "streamed-fragmented-ping": conn_input(
+            f(1, b"Hello, ", fin=False) + f(9, b"p") + f(0, "κόσμε".encode()[:5], fin=False)
+            + f(0, "κόσμε".encode()[5:]),
+            sched=(3, 5),
+            mode=0x08 | (2 << 5),
+        ),
+        "streamed-utf8-bytewise": conn_input(f(1, "κόσμε".encode()), sched=(1,), mode=0x08 | (1 << 5)),
+        "streamed-deflate-bomb": conn_input(
+            f(2, deflate(b"\0" * 200000), rsv1=True), flags=0x07, mode=0x08 | (3 << 5)
+        ),
+        "streamed-deflate-switch": conn_input(
+            f(1, HELLO_DEFLATED, rsv1=True) * 3 + f(2, b"plain") + f(1, HELLO_DEFLATED, rsv1=True),
+            flags=0x47,
+            dc=0x01,
+            sched=(4, 11),
+            mode=0x18 | (2 << 5),
+        ),
+        "streamed-close-mid-message": conn_input(
+            f(2, b"partial", fin=False) + f(8, b"\x03\xe8"), mode=0x08 | (2 << 5)
+        ),
     }
     if role == "server":
         seeds["unmasked-accepted"] = conn_input(

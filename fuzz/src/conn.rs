@@ -9,11 +9,15 @@
 //! | 1 | deflate parameters: 0x01 server_no_context_takeover, 0x02 client_no_context_takeover, bits 2-4 server window - 8, bits 5-7 client window - 8 |
 //! | 2 | deflate config: bits 0-3 level, bits 4-5 threshold (0, 1, 64, 1000), 0x40 low_memory, 0x80 echo as two fragments |
 //! | 3 | limits: bits 0-1 max message (64 KiB, 1 KiB, 200, 0), bits 2-3 max frame (none, 16 KiB, 125, 10), bits 4-5 read buffer size (64, 8 KiB, 100, 1000), 0x40 halve the message limit after each message |
-//! | 4 | schedule length - 1 (bits 0-2), then that many chunk sizes (0: all the rest) |
+//! | 4 | schedule length - 1 (bits 0-2), 0x08 streamed read mode, 0x10 switch read mode after each message, bits 5-6 stream chunk size (64 KiB, 1, 7, 100); then that many chunk sizes (0: all the rest) |
 //! | ... | the bytes fed to the connection, in chunks of the schedule's sizes, cycling |
 //!
+//! In streamed mode the streamed message limit equals the message limit, and the application
+//! echoes each chunk as a fragment as it arrives.
+//!
 //! Invariants: no panic; every event is within the limits (message size, UTF-8 text, control
-//! payloads <= 125); our output is a sequence of whole, well-formed frames (masked iff we are
+//! payloads <= 125); streamed chunks keep their contract (one `first`, one `last`, only the
+//! last may be empty, at most the chunk size, `streaming_message()` in step); our output is a sequence of whole, well-formed frames (masked iff we are
 //! the client, at most one close frame, nothing after it) that the peer decodes into exactly
 //! the messages we echoed, the pongs and the close frame we owe; after
 //! `Err(ReadError::Protocol(e))` the last frame out is a close frame with `e.close_code()`
@@ -25,7 +29,10 @@ use bytes::Bytes;
 use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams};
 use ferrosocket_proto::frame::{FrameHeader, OpCode};
 use ferrosocket_proto::mask::{FixedMaskSource, apply_mask};
-use ferrosocket_proto::{CloseFrame, Config, Connection, Event, Message, ReadError, Role, SendError, State};
+use ferrosocket_proto::{
+    Chunk, CloseFrame, Config, Connection, Event, Message, MessageKind, ReadError, ReadMode, Role, SendError,
+    State,
+};
 use std::collections::VecDeque;
 
 /// What the peer must see next, in order.
@@ -56,6 +63,10 @@ struct Harness {
     expect: VecDeque<Expect>,
     close_frames_out: usize,
     last_out: Option<(OpCode, Option<u16>)>,
+    switch_mode: bool,
+    chunk_size: usize,
+    /// The streamed message received so far, while its chunks arrive.
+    partial: Option<(MessageKind, Vec<u8>)>,
 }
 
 /// Runs one fuzz input against a connection of `role`.
@@ -66,7 +77,8 @@ pub fn run(role: Role, data: &[u8]) {
     let dp = input.byte();
     let dc = input.byte();
     let lim = input.byte();
-    let sched_len = usize::from(input.byte() & 7) + 1;
+    let sched_byte = input.byte();
+    let sched_len = usize::from(sched_byte & 7) + 1;
     let mut sched: Vec<usize> = input
         .bytes(sched_len)
         .iter()
@@ -80,6 +92,7 @@ pub fn run(role: Role, data: &[u8]) {
     let max_message = [64 << 10, 1 << 10, 200, 0][usize::from(lim & 3)];
     let max_frame = [None, Some(16 << 10), Some(125), Some(10)][usize::from((lim >> 2) & 3)];
     let read_buffer_size = [64, 8 << 10, 100, 1000][usize::from((lim >> 4) & 3)];
+    let chunk_size = [64 << 10, 1, 7, 100][usize::from((sched_byte >> 5) & 3)];
     let deflate = flags & 0x01 != 0;
     let auto_pong = flags & 0x02 != 0;
     let auto_close_reply = flags & 0x04 != 0;
@@ -87,6 +100,8 @@ pub fn run(role: Role, data: &[u8]) {
         .max_message_size(Some(max_message))
         .max_frame_size(max_frame)
         .read_buffer_size(read_buffer_size)
+        .max_streamed_message_size(Some(max_message as u64))
+        .stream_chunk_size(chunk_size)
         .auto_pong(auto_pong)
         .auto_close_reply(auto_close_reply)
         .dangerous_accept_unmasked_frames(flags & 0x08 != 0 && role == Role::Server);
@@ -122,6 +137,9 @@ pub fn run(role: Role, data: &[u8]) {
         peer.enable_deflate(&params, &DeflateConfig::default());
     }
     conn.set_write_compression(flags & 0x40 != 0);
+    if sched_byte & 0x08 != 0 {
+        conn.set_read_mode(ReadMode::Streamed);
+    }
 
     let mut h = Harness {
         role,
@@ -143,6 +161,9 @@ pub fn run(role: Role, data: &[u8]) {
         expect: VecDeque::new(),
         close_frames_out: 0,
         last_out: None,
+        switch_mode: sched_byte & 0x10 != 0,
+        chunk_size,
+        partial: None,
     };
 
     h.poll_all();
@@ -250,20 +271,9 @@ impl Harness {
                 }
                 self.messages += 1;
                 self.echo(m);
-                if self.app_close && self.messages == 1 {
-                    match self.conn.send_close(Some(CloseFrame::new(1000u16, "bye"))) {
-                        Ok(()) => self.expect.push_back(Expect::Close(Some(1000))),
-                        Err(e) => {
-                            assert_eq!(e, SendError::Closed);
-                            assert!(close_sent_before);
-                        }
-                    }
-                }
-                if self.halve_limit {
-                    self.limit_now = (self.limit_now / 2).max(16);
-                    self.conn.set_max_message_size(Some(self.limit_now));
-                }
+                self.message_done(close_sent_before);
             }
+            Event::Chunk(c) => self.on_chunk(c),
             Event::Ping(p) => {
                 assert!(p.len() <= 125);
                 if self.auto_pong {
@@ -278,6 +288,9 @@ impl Harness {
             Event::Pong(p) => assert!(p.len() <= 125),
             Event::Close(f) => {
                 self.close_event = true;
+                // A close inside a streamed message ends it.
+                self.partial = None;
+                assert!(!self.conn.streaming_message());
                 if let Some(f) = &f {
                     assert!(f.code.is_sendable());
                     assert!(f.reason.len() <= 123);
@@ -294,6 +307,61 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// After a whole message, or the last chunk of a streamed one.
+    fn message_done(&mut self, close_sent_before: bool) {
+        if self.app_close && self.messages == 1 {
+            match self.conn.send_close(Some(CloseFrame::new(1000u16, "bye"))) {
+                Ok(()) => self.expect.push_back(Expect::Close(Some(1000))),
+                Err(e) => {
+                    assert_eq!(e, SendError::Closed);
+                    assert!(close_sent_before);
+                }
+            }
+        }
+        if self.halve_limit {
+            self.limit_now = (self.limit_now / 2).max(16);
+            self.conn.set_max_message_size(Some(self.limit_now));
+        }
+        if self.switch_mode {
+            let next = match self.conn.read_mode() {
+                ReadMode::Whole => ReadMode::Streamed,
+                ReadMode::Streamed => ReadMode::Whole,
+            };
+            self.conn.set_read_mode(next);
+        }
+    }
+
+    /// Checks a chunk against the streaming contract and echoes it as a fragment at once.
+    fn on_chunk(&mut self, c: Chunk) {
+        assert!(c.data.len() <= self.chunk_size, "chunk of {} > {}", c.data.len(), self.chunk_size);
+        assert!(c.last || !c.data.is_empty(), "empty chunk before the last");
+        assert_eq!(c.first, self.partial.is_none(), "first flag");
+        assert_eq!(self.conn.streaming_message(), !c.last);
+        let (kind, mut so_far) = self.partial.take().unwrap_or((c.kind, Vec::new()));
+        assert_eq!(kind, c.kind, "kind changed inside a message");
+        so_far.extend_from_slice(&c.data);
+        assert!(so_far.len() <= self.max_message, "streamed message of {} > limit {}", so_far.len(), self.max_message);
+        let close_sent_before = self.conn.close_sent().is_some();
+        match self.conn.send_fragment(c.kind, c.data.clone(), c.last) {
+            Ok(()) => assert!(!close_sent_before),
+            Err(SendError::Closed) => assert!(close_sent_before),
+            Err(e) => panic!("chunk echo failed: {e:?}"),
+        }
+        if !c.last {
+            self.partial = Some((kind, so_far));
+            return;
+        }
+        let m = match kind {
+            MessageKind::Text => Message::text(String::from_utf8(so_far).expect("streamed text is UTF-8")),
+            MessageKind::Binary => Message::binary(so_far),
+        };
+        if !close_sent_before {
+            self.expect.push_back(Expect::Message(m));
+        }
+        self.messages += 1;
+        self.message_done(close_sent_before);
     }
 
     fn echo(&mut self, m: Message) {

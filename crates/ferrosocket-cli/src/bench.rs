@@ -834,7 +834,7 @@ impl Load {
                     }
                     completed += 1;
                 }
-                Ok(Some(Event::Ping(_) | Event::Pong(_))) => {}
+                Ok(Some(Event::Ping(_) | Event::Pong(_) | Event::Chunk(_))) => {}
                 Ok(Some(Event::Close(frame))) => {
                     let code = frame.map_or("none".to_string(), |f| f.code.as_u16().to_string());
                     break Err(format!("the server sent a close frame (code {code})"));

@@ -19,12 +19,16 @@ pub struct Config {
     /// A peer that declares or sends more is closed with 1009 before we allocate for it.
     ///
     /// Default: 64 MiB. Finite, because an unlimited size lets any peer exhaust memory
-    /// (tungstenite and axum use the same figure). `None` means unlimited.
+    /// (tungstenite and axum use the same figure). `None` means unlimited. Messages received
+    /// in [`ReadMode::Streamed`](crate::ReadMode::Streamed) are not held whole: they are
+    /// bounded by [`max_streamed_message_size`](Self::max_streamed_message_size) instead.
     pub max_message_size: Option<usize>,
     /// The largest single frame payload, in bytes; bigger frames are closed with 1009.
     ///
     /// Default: 16 MiB, which bounds how much one frame can make us buffer. `None` means
-    /// unlimited (still bounded by `max_message_size`).
+    /// unlimited (still bounded by `max_message_size`). It applies to streamed messages too,
+    /// where a frame is handed out as it arrives and the limit is a protocol limit rather than
+    /// a memory bound.
     pub max_frame_size: Option<usize>,
     /// How many bytes to make room for before each socket read when no large frame is pending.
     ///
@@ -44,6 +48,21 @@ pub struct Config {
     /// [`Connection::send_close`](crate::Connection::send_close) after the
     /// [`Event::Close`](crate::Event::Close) event.
     pub auto_close_reply: bool,
+    /// The largest streamed message, in bytes, counted as delivered (after inflation, when
+    /// compressed): applies instead of [`max_message_size`](Self::max_message_size) to
+    /// messages received in [`ReadMode::Streamed`](crate::ReadMode::Streamed). A peer that
+    /// declares or sends more is closed with 1009 before the excess is delivered.
+    ///
+    /// Default: 16 GiB. Streamed bytes are handed to the application chunk by chunk and never
+    /// held whole, so the ceiling can sit far above `max_message_size`; it stays finite so that
+    /// a peer cannot keep one message going forever. `None` means unlimited.
+    pub max_streamed_message_size: Option<u64>,
+    /// The largest payload one [`Event::Chunk`](crate::Event::Chunk) carries, in bytes.
+    ///
+    /// Default: 64 KiB, the size of the read buffer: a chunk is at most what one read brings,
+    /// and for a compressed message it bounds what is inflated per event (a small input that
+    /// inflates hugely comes out in many chunks, never in one large allocation).
+    pub stream_chunk_size: usize,
     /// Accept unmasked frames from clients, against RFC 6455 §5.1.
     ///
     /// Default: `false`. Only for peers known to be broken; masking protects intermediaries.
@@ -74,6 +93,8 @@ impl Default for Config {
             max_message_size: Some(64 << 20),
             max_frame_size: Some(16 << 20),
             read_buffer_size: 64 << 10,
+            max_streamed_message_size: Some(16 << 30),
+            stream_chunk_size: 64 << 10,
             auto_pong: true,
             auto_close_reply: true,
             dangerous_accept_unmasked_frames: false,
@@ -101,6 +122,18 @@ impl Config {
     /// Sets [`read_buffer_size`](Self::read_buffer_size) (at least 64 bytes).
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(64);
+        self
+    }
+
+    /// Sets [`max_streamed_message_size`](Self::max_streamed_message_size).
+    pub fn max_streamed_message_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_streamed_message_size = bytes;
+        self
+    }
+
+    /// Sets [`stream_chunk_size`](Self::stream_chunk_size) (at least 1 byte).
+    pub fn stream_chunk_size(mut self, bytes: usize) -> Self {
+        self.stream_chunk_size = bytes.max(1);
         self
     }
 

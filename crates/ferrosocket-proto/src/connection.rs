@@ -16,6 +16,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::io::IoSlice;
 use std::time::Instant;
 
+#[path = "streaming.rs"]
+mod streaming;
+pub use streaming::{Chunk, ReadMode};
+use streaming::{Step, Stream};
+
 /// Which end of the connection this is. It decides masking (RFC 6455 §5.1) and who closes the
 /// transport first (RFC 6455 §7.1.1: the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +45,7 @@ pub enum State {
 /// Something the peer sent, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A complete text or binary message.
+    /// A complete text or binary message ([`ReadMode::Whole`]).
     Message(Message),
     /// A ping with its payload. Already answered when [`Config::auto_pong`] is on.
     Ping(Bytes),
@@ -49,6 +54,9 @@ pub enum Event {
     /// The peer's close frame (`None`: it carried no status code, reported as 1005). Already
     /// answered when [`Config::auto_close_reply`] is on. No event follows it.
     Close(Option<CloseFrame>),
+    /// A piece of a streamed message ([`ReadMode::Streamed`]; see
+    /// [`Connection::set_read_mode`]).
+    Chunk(Chunk),
 }
 
 /// The frame being received: its header and how much of its payload has been unmasked and
@@ -128,6 +136,8 @@ pub struct Connection {
     rbuf: BytesMut,
     frame: Option<InFrame>,
     assembly: Option<Box<Assembly>>,
+    read_mode: ReadMode,
+    stream: Option<Box<Stream>>,
     utf8: Utf8Validator,
     eof: bool,
 
@@ -170,6 +180,8 @@ impl Connection {
             rbuf: BytesMut::new(),
             frame: None,
             assembly: None,
+            read_mode: ReadMode::Whole,
+            stream: None,
             utf8: Utf8Validator::new(),
             eof: false,
             out: OutQueue::default(),
@@ -309,7 +321,8 @@ impl Connection {
         let base = self.config.read_buffer_size;
         let want = match &self.frame {
             // Room for the rest of a large frame, but never far ahead of what actually arrived.
-            Some(f) if f.len > self.rbuf.len() => {
+            // (A streamed frame is handed out as it arrives: no room made for the rest.)
+            Some(f) if f.len > self.rbuf.len() && (self.stream.is_none() || f.opcode.is_control()) => {
                 let missing = f.len - self.rbuf.len() + MAX_HEADER_LEN;
                 missing.clamp(base, base.max(MIN_GROWTH).max(self.rbuf.len()))
             }
@@ -401,6 +414,13 @@ impl Connection {
                 }
                 f.done = avail;
             }
+            if self.stream.is_some() && !f.opcode.is_control() {
+                match self.stream_step(f)? {
+                    Step::Event(event) => return Ok(Some(event)),
+                    Step::NeedMore => return self.need_more(),
+                    Step::Next => continue,
+                }
+            }
             if avail < f.len {
                 self.frame = Some(f);
                 return self.need_more();
@@ -453,8 +473,8 @@ impl Connection {
             // from zlib at level 6 on random bytes): allow a compressed frame up to 1/128 over
             // the limit, which is meant for the data it carries; the inflated size is checked
             // exactly against max_message_size.
-            let compressed = match (&self.assembly, opcode) {
-                (Some(a), OpCode::Continuation) => a.compressed,
+            let compressed = match (self.open_message(), opcode) {
+                (Some((_, compressed)), OpCode::Continuation) => compressed,
                 _ => h.rsv1,
             };
             let allow = |limit: usize| {
@@ -472,13 +492,17 @@ impl Connection {
                     limit,
                 });
             }
-            let so_far = match (&self.assembly, opcode) {
-                (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
-                (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
-                (Some(a), _) => a.buf.len() as u64,
-                (None, _) => 0,
+            let so_far = match (self.open_message(), &self.assembly, opcode) {
+                (None, _, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
+                (Some(_), _, OpCode::Text | OpCode::Binary) => {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                (_, Some(a), _) => a.buf.len() as u64,
+                (_, None, _) => 0,
             };
-            if let Some(limit) = self.config.max_message_size {
+            if self.streams(opcode) {
+                self.accept_streamed_header(opcode, h.payload_len, compressed)?;
+            } else if let Some(limit) = self.config.max_message_size {
                 let size = so_far.saturating_add(h.payload_len);
                 if size > allow(limit) as u64 {
                     return Err(ProtocolError::MessageTooLarge { size, limit });
@@ -490,8 +514,8 @@ impl Connection {
             size: h.payload_len,
             limit: usize::MAX,
         })?;
-        let compressed = match (&self.assembly, opcode) {
-            (Some(a), OpCode::Continuation) => a.compressed,
+        let compressed = match (self.open_message(), opcode) {
+            (Some((_, compressed)), OpCode::Continuation) => compressed,
             _ => h.rsv1,
         };
         let check_utf8 = match opcode {
@@ -499,9 +523,7 @@ impl Connection {
                 self.utf8.reset();
                 !compressed
             }
-            OpCode::Continuation => {
-                matches!(&self.assembly, Some(a) if a.kind == MessageKind::Text && !a.compressed)
-            }
+            OpCode::Continuation => self.open_message() == Some((MessageKind::Text, false)),
             _ => false,
         };
         Ok(InFrame {
@@ -536,6 +558,7 @@ impl Connection {
                 // RFC 6455 §5.5.1: reply with a close frame, "typically echoing the status code
                 // it received". A close inside a fragmented message ends that message.
                 self.assembly = None;
+                self.stream = None;
                 self.close_received = Some(frame.clone());
                 self.close_reported = true;
                 self.rbuf = BytesMut::new();
@@ -650,6 +673,7 @@ impl Connection {
             self.rbuf = BytesMut::new();
             self.frame = None;
             self.assembly = None;
+            self.stream = None;
         }
         ReadError::Protocol(self.failed.clone().unwrap_or(error))
     }
@@ -768,6 +792,7 @@ impl Connection {
         self.rbuf = BytesMut::new();
         self.frame = None;
         self.assembly = None;
+        self.stream = None;
     }
 
     fn check_can_send(&self) -> Result<(), SendError> {
@@ -1040,3 +1065,7 @@ impl Connection {
 #[cfg(test)]
 #[path = "connection_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "streaming_tests.rs"]
+mod streaming_tests;

@@ -48,7 +48,9 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
-    /// A message over [`Config::max_message_size`](crate::Config::max_message_size) (1009).
+    /// A message over [`Config::max_message_size`](crate::Config::max_message_size), or over
+    /// [`Config::max_streamed_message_size`](crate::Config::max_streamed_message_size) when it
+    /// is streamed (1009).
     #[error("message of at least {size} bytes exceeds the limit of {limit}")]
     MessageTooLarge {
         /// The size reached (or declared) so far.

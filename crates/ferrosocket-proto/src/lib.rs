@@ -3,7 +3,7 @@
 //! runtime and no clock.
 //!
 //! ```text
-//!   transport bytes ──► read_buffer()/receive() ──► poll_event() ──► Event (Message, Ping, Pong, Close)
+//!   transport bytes ──► read_buffer()/receive() ──► poll_event() ──► Event (Message, Chunk, Ping, Pong, Close)
 //!                                                     │ (auto-pong, close reply, errors → close codes)
 //!   application ──► send()/send_ping()/send_close() ──┴──► pending_output() ──► transport
 //! ```
@@ -17,6 +17,10 @@
 //!    [`Connection::poll_event`] until it returns `Ok(None)`;
 //! 3. after every input or command, write [`Connection::pending_output`] to the transport;
 //! 4. when [`Connection::should_close_transport`] says so, close the transport.
+//!
+//! Data messages come whole ([`Event::Message`]) or, after
+//! [`Connection::set_read_mode`]`(`[`ReadMode::Streamed`]`)`, as [`Event::Chunk`]s handed out as
+//! their bytes arrive, so that a large message never has to fit in memory.
 //!
 //! Peer errors never panic: they become a close frame with the right code (1002, 1007, 1009)
 //! and a sticky [`ReadError`].
@@ -36,7 +40,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{Connection, Event, Role, State};
+pub use connection::{Chunk, Connection, Event, ReadMode, Role, State};
 pub use error::{ProtocolError, ReadError, SendError};
 pub use message::{Message, MessageKind, Utf8Bytes};
 pub use timers::{Keepalive, SlowPeerPolicy, Timer};

@@ -352,7 +352,7 @@ impl SharedCompression {
 }
 
 /// The tail a sync flush leaves, removed from each compressed message (RFC 7692 §7.2.1).
-const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// The per-connection codec: compresses what we send, inflates what we receive.
 pub(crate) struct DeflateCodec {
@@ -497,6 +497,86 @@ impl DeflateCodec {
             }
         }
         Ok(())
+    }
+}
+
+impl DeflateCodec {
+    /// Inflates part of a compressed message's payload (or of the RFC 7692 tail, which the
+    /// caller feeds after the last frame) into `out`, stopping as soon as `out` holds
+    /// `max_len` bytes; returns how many bytes of `input` were consumed. Unlike
+    /// [`decompress`](Self::decompress) it may leave input unconsumed: call it again with the
+    /// rest (or with no input, to drain what the inflater still holds) once `out` is taken.
+    ///
+    /// When it returns with `out` shorter than `max_len`, the inflater wanted more input than
+    /// it got: it holds no pending output. `out` never grows past `max_len` bytes of
+    /// capacity beyond what it held, so a tiny input that inflates hugely costs at most
+    /// `max_len` bytes per call.
+    pub(crate) fn inflate_some(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max_len: usize,
+    ) -> Result<usize, ProtocolError> {
+        let d = self
+            .decompressor
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        let mut now = 0usize;
+        loop {
+            let room = max_len.saturating_sub(out.len());
+            if room == 0 {
+                return Ok(now);
+            }
+            let rest = input.get(now..).unwrap_or_default();
+            if out.capacity() == out.len() {
+                let step = rest.len().saturating_mul(4).max(out.len()).clamp(4096, 1 << 20);
+                out.reserve_exact(step.min(room));
+            }
+            let before = out.len();
+            let in_before = d.total_in();
+            let status = if out.capacity() - out.len() <= room {
+                d.decompress_vec(rest, out, FlushDecompress::Sync)
+            } else {
+                // `out` came with more spare room than we may fill: go through a bounded
+                // scratch buffer so zlib cannot write past `max_len`.
+                let mut scratch = [0u8; 4096];
+                let take = room.min(scratch.len());
+                let out_before = d.total_out();
+                let status = d.decompress(rest, &mut scratch[..take], FlushDecompress::Sync);
+                let made = usize::try_from(d.total_out() - out_before)
+                    .unwrap_or(take)
+                    .min(take);
+                out.extend_from_slice(&scratch[..made]);
+                status
+            }
+            .map_err(|e| ProtocolError::Inflate(e.to_string()))?;
+            let used = usize::try_from(d.total_in() - in_before).unwrap_or(rest.len());
+            now = now.saturating_add(used).min(input.len());
+            if status == Status::StreamEnd {
+                // The peer ended the deflate stream (BFINAL); what follows starts a new one.
+                d.reset(false);
+                if now >= input.len() {
+                    return Ok(now);
+                }
+                continue;
+            }
+            let spare = out.len() < out.capacity() && out.len() < max_len;
+            let stuck = used == 0 && out.len() == before;
+            if spare && (now >= input.len() || stuck) {
+                return Ok(now);
+            }
+        }
+    }
+
+    /// Ends a received message inflated with [`inflate_some`](Self::inflate_some): resets
+    /// (or, with `low_memory`, frees) the inflater when the peer does not take over context.
+    pub(crate) fn end_received_message(&mut self) {
+        if self.recv_reset {
+            if self.low_memory {
+                self.decompressor = None;
+            } else if let Some(d) = &mut self.decompressor {
+                d.reset(false);
+            }
+        }
     }
 }
 

@@ -90,7 +90,7 @@ impl Handlers {
                 }
                 Some(CloseError::from_frame(frame.as_ref()))
             }
-            Event::Message(_) => None,
+            Event::Message(_) | Event::Chunk(_) => None,
         }
     }
 }

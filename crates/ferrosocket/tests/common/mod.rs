@@ -371,6 +371,7 @@ impl Client {
                 Event::Message(m) => return m,
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(c) => panic!("expected a message, got close {c:?}"),
+                Event::Chunk(c) => panic!("expected a message, got chunk {c:?}"),
             }
         }
     }
