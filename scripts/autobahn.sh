@@ -18,6 +18,8 @@
 #                           ".venv-autobahn/bin/wstest -m testeeclient -w ws://127.0.0.1:9002 -i ferrosocket"
 #   AUTOBAHN_TIMEOUT        seconds allowed for the wstest run / the client run (default 1200)
 #   AUTOBAHN_AGENT          agent name expected in the report (default ferrosocket)
+#   AUTOBAHN_STREAM=1       drive the streamed-message API (echo --stream / autobahn-client
+#                           --stream) on ports 9003/9004, reports in autobahn/reports/MODE-stream
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,7 +50,14 @@ WSTEST_VERSION=25.10.1
 VENV=$ROOT/.venv-autobahn
 WSTEST=$VENV/bin/wstest
 REPORTS=$ROOT/autobahn/reports
-OUTDIR=$REPORTS/$MODE
+# AUTOBAHN_STREAM=1: the testee uses the streamed-message API (`echo --stream`,
+# `autobahn-client --stream`), on its own ports and report files so it can run beside the others.
+if [[ ${AUTOBAHN_STREAM:-0} == 1 ]]; then
+  SUFFIX=-stream SPORT=9003 CPORT=9004 STREAM_FLAG=" --stream"
+else
+  SUFFIX="" SPORT=9001 CPORT=9002 STREAM_FLAG=""
+fi
+OUTDIR=$REPORTS/$MODE$SUFFIX
 BIN=$ROOT/target/release/ferrosocket
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONWARNINGS=ignore PYTHONDONTWRITEBYTECODE=1
 
@@ -193,7 +202,7 @@ write_spec() { # write_spec FILE KEY VALUE  (KEY is "servers" json or "url")
 {
   "options": {"failByDrop": false},
   "outdir": "$OUTDIR",
-  "servers": [{"agent": "$AGENT", "url": "ws://127.0.0.1:9001/ws"}],
+  "servers": [{"agent": "$AGENT", "url": "ws://127.0.0.1:$SPORT/ws"}],
   "cases": $cases,
   "exclude-cases": $excl,
   "exclude-agent-cases": {}
@@ -202,7 +211,7 @@ EOF
   else
     cat >"$file" <<EOF
 {
-  "url": "ws://127.0.0.1:9002",
+  "url": "ws://127.0.0.1:$CPORT",
   "options": {"failByDrop": false},
   "outdir": "$OUTDIR",
   "cases": $cases,
@@ -244,7 +253,7 @@ flock -u 9
 [[ $MODE == setup ]] && exit 0
 mkdir -p "$REPORTS"
 rm -rf "$OUTDIR"
-SPEC=$REPORTS/$( [[ $MODE == server ]] && echo fuzzingclient || echo fuzzingserver ).json
+SPEC=$REPORTS/$( [[ $MODE == server ]] && echo fuzzingclient || echo fuzzingserver )$SUFFIX.json
 write_spec "$SPEC"
 EXPECT=$(expected_cases "$SPEC") || die "could not count the selected cases"
 [[ $EXPECT -gt 0 ]] || die "case selection '$CASES' minus '$EXCLUDE' selects no case"
@@ -252,40 +261,40 @@ log "mode=$MODE cases=$CASES exclude=${EXCLUDE:-none} -> $EXPECT cases (spec: ${
 T0=$SECONDS
 
 if [[ $MODE == server ]]; then
-  port_open 127.0.0.1 9001 && die "127.0.0.1:9001 is already in use; stop whatever listens there"
+  port_open 127.0.0.1 $SPORT && die "127.0.0.1:$SPORT is already in use; stop whatever listens there"
   if [[ -n ${FERROSOCKET_ECHO_CMD:-} ]]; then
-    ECHO_CMD=${FERROSOCKET_ECHO_CMD//\{addr\}/127.0.0.1:9001}
+    ECHO_CMD=${FERROSOCKET_ECHO_CMD//\{addr\}/127.0.0.1:$SPORT}
   else
     build_bin
-    ECHO_CMD="$BIN echo --listen 127.0.0.1:9001 --quiet"
+    ECHO_CMD="$BIN echo --listen 127.0.0.1:$SPORT --quiet$STREAM_FLAG"
   fi
-  SRVLOG=$REPORTS/server-testee.log
+  SRVLOG=$REPORTS/server-testee$SUFFIX.log
   log "starting testee: $ECHO_CMD"
   start_bg "$SRVLOG" bash -c "exec $ECHO_CMD"
   SRV_PID=$BG_PID
-  wait_port 127.0.0.1 9001 "$SRV_PID" testee "$SRVLOG" 60
+  wait_port 127.0.0.1 $SPORT "$SRV_PID" testee "$SRVLOG" 60
   log "running wstest -m fuzzingclient (timeout ${RUN_TIMEOUT}s)"
   rc=0
-  run_fg timeout -k 10 "$RUN_TIMEOUT" "$WSTEST" -m fuzzingclient -s "$SPEC" >"$REPORTS/wstest-server.log" 2>&1 || rc=$?
-  [[ $rc -eq 124 ]] && { tail -20 "$REPORTS/wstest-server.log" >&2; die "wstest timed out after ${RUN_TIMEOUT}s"; }
-  [[ $rc -eq 0 ]] || { tail -40 "$REPORTS/wstest-server.log" >&2; die "wstest exited with $rc"; }
+  run_fg timeout -k 10 "$RUN_TIMEOUT" "$WSTEST" -m fuzzingclient -s "$SPEC" >"$REPORTS/wstest-server$SUFFIX.log" 2>&1 || rc=$?
+  [[ $rc -eq 124 ]] && { tail -20 "$REPORTS/wstest-server$SUFFIX.log" >&2; die "wstest timed out after ${RUN_TIMEOUT}s"; }
+  [[ $rc -eq 0 ]] || { tail -40 "$REPORTS/wstest-server$SUFFIX.log" >&2; die "wstest exited with $rc"; }
   if ! kill -0 "$SRV_PID" 2>/dev/null; then
     tail -40 "$SRVLOG" >&2 || true
     die "the testee server died during the run (log: ${SRVLOG#"$ROOT"/})"
   fi
   stop_pid "$SRV_PID" testee
 else
-  port_open 127.0.0.1 9002 && die "127.0.0.1:9002 is already in use; stop whatever listens there"
+  port_open 127.0.0.1 $CPORT && die "127.0.0.1:$CPORT is already in use; stop whatever listens there"
   if [[ -n ${FERROSOCKET_CLIENT_CMD:-} ]]; then
     CLIENT_CMD=$FERROSOCKET_CLIENT_CMD
   else
     build_bin
-    CLIENT_CMD="$BIN autobahn-client --url ws://127.0.0.1:9002 --agent $AGENT"
+    CLIENT_CMD="$BIN autobahn-client --url ws://127.0.0.1:$CPORT --agent $AGENT$STREAM_FLAG"
   fi
   # wstest's fuzzingserver always binds all interfaces (listenWS(..., interface='')) and has
   # no option for it; wrap it so it binds 127.0.0.1 only. `-u 0` disables its 8080 web server.
-  WSLOG=$REPORTS/wstest-client.log
-  log "starting wstest -m fuzzingserver on 127.0.0.1:9002"
+  WSLOG=$REPORTS/wstest-client$SUFFIX.log
+  log "starting wstest -m fuzzingserver on 127.0.0.1:$CPORT"
   start_bg "$WSLOG" "$VENV/bin/python" -c '
 import sys
 import autobahntestsuite.fuzzing as fz
@@ -295,12 +304,12 @@ from autobahntestsuite.wstest import run
 sys.argv[0] = "wstest"
 run()' -m fuzzingserver -s "$SPEC" -u 0
   WS_PID=$BG_PID
-  wait_port 127.0.0.1 9002 "$WS_PID" "wstest fuzzingserver" "$WSLOG" 60
+  wait_port 127.0.0.1 $CPORT "$WS_PID" "wstest fuzzingserver" "$WSLOG" 60
   log "running testee client: $CLIENT_CMD (timeout ${RUN_TIMEOUT}s)"
   rc=0
-  run_fg timeout -k 10 "$RUN_TIMEOUT" bash -c "exec $CLIENT_CMD" >"$REPORTS/client-testee.log" 2>&1 || rc=$?
-  [[ $rc -eq 124 ]] && { tail -20 "$REPORTS/client-testee.log" >&2; die "testee client timed out after ${RUN_TIMEOUT}s"; }
-  [[ $rc -eq 0 ]] || { tail -40 "$REPORTS/client-testee.log" >&2; die "testee client exited with $rc (log: autobahn/reports/client-testee.log)"; }
+  run_fg timeout -k 10 "$RUN_TIMEOUT" bash -c "exec $CLIENT_CMD" >"$REPORTS/client-testee$SUFFIX.log" 2>&1 || rc=$?
+  [[ $rc -eq 124 ]] && { tail -20 "$REPORTS/client-testee$SUFFIX.log" >&2; die "testee client timed out after ${RUN_TIMEOUT}s"; }
+  [[ $rc -eq 0 ]] || { tail -40 "$REPORTS/client-testee$SUFFIX.log" >&2; die "testee client exited with $rc (log: autobahn/reports/client-testee$SUFFIX.log)"; }
   kill -0 "$WS_PID" 2>/dev/null || { tail -40 "$WSLOG" >&2; die "wstest fuzzingserver died during the run"; }
   stop_pid "$WS_PID" "wstest fuzzingserver"
 fi
@@ -310,4 +319,4 @@ log "run finished in $((SECONDS - T0))s"
 python3 "$ROOT/scripts/autobahn-summary.py" "$OUTDIR/index.json" \
   --expect "$EXPECT" --agent "$AGENT" --mode "$MODE" \
   --selection "cases: $CASES; excluded: ${EXCLUDE:-none}" \
-  --markdown "$ROOT/autobahn/summary-$MODE.md"
+  --markdown "$ROOT/autobahn/summary-$MODE$SUFFIX.md"

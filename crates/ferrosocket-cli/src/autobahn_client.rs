@@ -22,6 +22,10 @@ pub(crate) struct AutobahnClientArgs {
     /// Do not offer permessage-deflate (offered by default, for Autobahn's 12.x and 13.x).
     #[arg(long)]
     no_compression: bool,
+    /// Echo through the streamed-message API (`recv_chunk` + `feed_fragment`) instead of
+    /// whole messages.
+    #[arg(long)]
+    stream: bool,
 }
 
 pub(crate) fn run(args: AutobahnClientArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -51,7 +55,7 @@ async fn run_all(args: AutobahnClientArgs) -> Result<(), Box<dyn std::error::Err
     let mut timed_out = Vec::new();
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
-        match tokio::time::timeout(limit, echo_case(&dialer, &url)).await {
+        match tokio::time::timeout(limit, echo_case(&dialer, &url, args.stream)).await {
             Ok(Err(Error::Handshake(e))) => eprintln!("case {case}: handshake failed: {e}"),
             Ok(_) => {}
             Err(_) => {
@@ -101,8 +105,14 @@ async fn case_count(dialer: &Dialer, url: &str, limit: Duration) -> Result<u32, 
 
 /// Echoes every message until the connection ends (a close, a protocol error: the case is over
 /// either way, and the fuzzing server judges how it ended).
-async fn echo_case(dialer: &Dialer, url: &str) -> Result<(), Error> {
+async fn echo_case(dialer: &Dialer, url: &str, stream: bool) -> Result<(), Error> {
     let (mut conn, _) = dialer.connect(url).await?;
+    if stream {
+        loop {
+            let chunk = conn.recv_chunk().await?;
+            conn.feed_fragment(chunk.kind, chunk.data, chunk.last).await?;
+        }
+    }
     loop {
         let msg = conn.recv().await?;
         // Replies leave together when recv next has to wait.

@@ -59,6 +59,10 @@ pub(crate) struct EchoArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Echo each message piece by piece as it arrives (streamed messages: memory stays bounded
+    /// whatever the message size, up to the core's streamed-message limit of 16 GiB).
+    #[arg(long)]
+    stream: bool,
 }
 
 /// Parses `EchoArgs` from an argument list (for the default job).
@@ -137,6 +141,7 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
         page,
         path: args.path,
         quiet: args.quiet,
+        stream: args.stream,
     });
     loop {
         tokio::select! {
@@ -189,6 +194,7 @@ struct Shared {
     page: String,
     path: String,
     quiet: bool,
+    stream: bool,
 }
 
 async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -211,6 +217,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         match upgraded {
             // A task of its own: its future holds only the echo loop's state, not the
             // handshake's, which keeps an idle connection small.
+            Ok(conn) if shared.stream => {
+                tokio::spawn(echo_streamed(conn, addr, shared.quiet, stop));
+            }
             Ok(conn) => {
                 tokio::spawn(echo(conn, addr, shared.quiet, stop));
             }
@@ -257,6 +266,42 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 // Replies are queued and leave together when recv next waits for input.
                 if conn.feed(msg).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                if !quiet && !e.is_normal_close() {
+                    report_end(addr, &e);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// The `--stream` echo: every message goes back piece by piece as it arrives, never whole in
+/// memory (the streamed API: `recv_chunk` + `feed_fragment`).
+async fn echo_streamed<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut conn: Conn<S>,
+    addr: SocketAddr,
+    quiet: bool,
+    stop: ShutdownToken,
+) {
+    conn.set_shutdown(stop);
+    let mut size = 0usize;
+    loop {
+        match conn.recv_chunk().await {
+            Ok(chunk) => {
+                size = if chunk.first { 0 } else { size } + chunk.data.len();
+                if chunk.last && !quiet {
+                    println!("{addr} sent: <streamed {:?} message, {size} bytes>", chunk.kind);
+                }
+                // Fragments are queued and leave together when recv_chunk next waits.
+                if conn
+                    .feed_fragment(chunk.kind, chunk.data, chunk.last)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -89,6 +89,7 @@ mod upgrader;
 
 pub use addr::SocketAddrs;
 pub use client_request::{IntoClientRequest, RequestError};
+pub use conn::streamed::{MessageReader, MessageWriter};
 pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
 pub use dialer::{Dialer, HandshakeResponse, NoProxy, ProxyConfig, ProxyError};
 pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
@@ -100,5 +101,5 @@ pub use transport::{LayeredStream, MaybeTlsStream, Transport};
 pub use upgrader::{Accept, DecisionError, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
-pub use ferrosocket_proto::{CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};
+pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};
 pub use http;

@@ -9,7 +9,7 @@ use crate::conn::engine::Engine;
 use crate::conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
 use crate::error::Error;
 use bytes::Bytes;
-use ferrosocket_proto::{CloseFrame, Keepalive, Message, State};
+use ferrosocket_proto::{Chunk, CloseFrame, Keepalive, Message, State};
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
@@ -191,6 +191,14 @@ where
         self.shared.poll_recv(cx)
     }
 
+    /// The poll form of [`recv_chunk`](Self::recv_chunk).
+    pub fn poll_recv_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Chunk, Error>> {
+        self.shared.waiters.register(cx.waker());
+        let mut inner = self.shared.lock();
+        let Inner { io, engine } = &mut *inner;
+        engine.poll_chunk(io, cx.waker(), &self.shared.write_waker)
+    }
+
     /// Puts the halves back together into a [`Conn`]. Fails (handing both back) when they
     /// come from different connections or another clone of the writer is alive.
     pub fn reunite(self, writer: WriteHalf<S>) -> Result<Conn<S>, ReuniteError<S>> {
@@ -248,16 +256,13 @@ where
 
     /// See [`Conn::set_read_limit`].
     pub fn set_read_limit(&mut self, bytes: Option<usize>) {
-        self.shared
-            .with_engine(|e| e.core.set_max_message_size(bytes));
+        self.shared.with_engine(|e| e.core.set_max_message_size(bytes));
     }
 
     /// See [`Conn::set_keepalive`].
     pub fn set_keepalive(&mut self, keepalive: Option<(Duration, Duration)>) {
-        self.shared.with_engine(|e| {
-            e.core
-                .set_keepalive(keepalive.map(|(i, t)| Keepalive::new(i, t)))
-        });
+        self.shared
+            .with_engine(|e| e.core.set_keepalive(keepalive.map(|(i, t)| Keepalive::new(i, t))));
     }
 
     /// See [`Conn::set_idle_timeout`].
@@ -303,6 +308,15 @@ where
         Ok(())
     }
 
+    pub(crate) fn queue_fragment(
+        &self,
+        kind: ferrosocket_proto::MessageKind,
+        data: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.shared.with_engine(|e| e.queue_fragment(kind, data, fin))
+    }
+
     /// Queues a message without writing it (see [`Conn::queue`]).
     pub fn queue(&self, msg: Message) -> Result<(), Error> {
         self.shared.with_engine(|e| e.queue(msg))
@@ -325,12 +339,7 @@ where
         data: impl Into<Bytes>,
         fin: bool,
     ) -> Result<(), Error> {
-        self.shared.with_engine(|e| {
-            e.check_usable()?;
-            e.before_send();
-            e.core.send_fragment(kind, data.into(), fin)?;
-            Ok::<_, Error>(())
-        })?;
+        self.queue_fragment(kind, data.into(), fin)?;
         self.shared.flush().await
     }
 
@@ -398,14 +407,12 @@ where
 
     /// See [`Conn::set_write_compression`].
     pub fn set_write_compression(&self, on: bool) {
-        self.shared
-            .with_engine(|e| e.core.set_write_compression(on));
+        self.shared.with_engine(|e| e.core.set_write_compression(on));
     }
 
     /// See [`Conn::set_slow_peer_policy`].
     pub fn set_slow_peer_policy(&self, policy: SlowPeerPolicy) {
-        self.shared
-            .with_engine(|e| e.core.set_slow_peer_policy(policy));
+        self.shared.with_engine(|e| e.core.set_slow_peer_policy(policy));
     }
 
     /// Bytes queued and not yet written.
@@ -424,7 +431,6 @@ where
         });
     }
 
-    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn write_buffer_size(&self) -> usize {
         self.shared.with_engine(|e| e.opts.write_buffer_size)
     }

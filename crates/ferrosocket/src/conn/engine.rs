@@ -10,7 +10,11 @@ use super::handlers::Handlers;
 use super::options::IoOptions;
 use crate::error::{CloseError, Error, TimeoutKind};
 use crate::shutdown::ShutdownToken;
-use ferrosocket_proto::{CloseCode, CloseFrame, Connection, Event, Message, ReadError, Role, State, Timer};
+use bytes::Bytes;
+use ferrosocket_proto::{
+    Chunk, CloseCode, CloseFrame, Connection, Event, Message, MessageKind, ReadError, ReadMode, Role, State,
+    Timer,
+};
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -37,6 +41,12 @@ enum Phase {
     Ending(Error),
     /// Reported; every later call returns [`Error::AlreadyClosed`].
     Finished,
+}
+
+/// A data event: a whole message or a piece of a streamed one.
+enum Data {
+    Message(Message),
+    Chunk(Chunk),
 }
 
 /// What a wait for input decided.
@@ -153,8 +163,59 @@ impl Engine {
 
     // ---- reading -------------------------------------------------------------------------
 
-    /// The receive loop: events until a message, waiting for input in between.
-    pub(crate) fn poll_recv<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<Message, Error>>
+    /// The next whole message. The rest of a streamed message the application stopped reading
+    /// is skipped first.
+    pub(crate) fn poll_recv<S>(
+        &mut self,
+        io: &mut S,
+        own: &Waker,
+        write: &Waker,
+    ) -> Poll<Result<Message, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.core.set_read_mode(ReadMode::Whole);
+        loop {
+            match ready!(self.poll_data(io, own, write))? {
+                Data::Message(m) => return Poll::Ready(Ok(m)),
+                Data::Chunk(_) => continue,
+            }
+        }
+    }
+
+    /// The next piece of a streamed message (a message that started whole, before streaming
+    /// was asked for, comes as one chunk).
+    pub(crate) fn poll_chunk<S>(
+        &mut self,
+        io: &mut S,
+        own: &Waker,
+        write: &Waker,
+    ) -> Poll<Result<Chunk, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.core.set_read_mode(ReadMode::Streamed);
+        Poll::Ready(Ok(match ready!(self.poll_data(io, own, write))? {
+            Data::Message(m) => Chunk {
+                kind: m.kind(),
+                data: m.into_bytes(),
+                first: true,
+                last: true,
+            },
+            Data::Chunk(c) => c,
+        }))
+    }
+
+    /// Queues one fragment of a message being sent in pieces.
+    pub(crate) fn queue_fragment(&mut self, kind: MessageKind, data: Bytes, fin: bool) -> Result<(), Error> {
+        self.check_usable()?;
+        self.before_send();
+        self.core.send_fragment(kind, data, fin)?;
+        Ok(())
+    }
+
+    /// The receive loop: events until a message or a chunk, waiting for input in between.
+    fn poll_data<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<Data, Error>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -165,7 +226,8 @@ impl Engine {
                 Phase::Open => {}
             }
             match self.core.poll_event() {
-                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(Data::Message(m))),
+                Ok(Some(Event::Chunk(c))) => return Poll::Ready(Ok(Data::Chunk(c))),
                 Ok(Some(control)) => {
                     if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
                         self.phase = Phase::Ending(Error::Closed(closed));
@@ -227,7 +289,9 @@ impl Engine {
         loop {
             let queued = self.core.pending_output_len();
             self.core.handle_timeout(now);
-            if self.core.timed_out().is_some_and(|t| t != Timer::Idle) || self.core.pending_output_len() != queued {
+            if self.core.timed_out().is_some_and(|t| t != Timer::Idle)
+                || self.core.pending_output_len() != queued
+            {
                 return Wait::Again;
             }
             if let Some(d) = deadline
@@ -278,7 +342,12 @@ impl Engine {
                 None => Error::AlreadyClosed,
             },
             ReadError::TimedOut(Timer::Keepalive) => {
-                let timeout = self.core.config().keepalive.map(|k| k.timeout).unwrap_or_default();
+                let timeout = self
+                    .core
+                    .config()
+                    .keepalive
+                    .map(|k| k.timeout)
+                    .unwrap_or_default();
                 Error::Closed(CloseError::abnormal(format!(
                     "keepalive: nothing received within {timeout:?} of a ping"
                 )))
@@ -294,7 +363,7 @@ impl Engine {
 
     /// Ends the session: write out the close frame (if any), close the transport (lingering
     /// while the peer may still be sending), report.
-    fn poll_finish<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<Message, Error>>
+    fn poll_finish<S, T>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<T, Error>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -403,7 +472,10 @@ impl Engine {
     fn poll_finish_timers(&mut self, own: &Waker) -> Poll<Result<(), ()>> {
         let now = now();
         self.core.handle_timeout(now);
-        if matches!(self.core.timed_out(), Some(Timer::CloseHandshake | Timer::SlowPeer)) {
+        if matches!(
+            self.core.timed_out(),
+            Some(Timer::CloseHandshake | Timer::SlowPeer)
+        ) {
             return Poll::Ready(Err(()));
         }
         match self.core.poll_timeout() {

@@ -3,17 +3,19 @@
 //! - `engine.rs`: the receive loop, the writer, timers and the end of a session, shared with
 //!   the split halves;
 //! - `handlers.rs`: ping, pong and close handlers;
-//! - `options.rs`: the options an `Upgrader`/`Dialer` shares between its connections.
+//! - `options.rs`: the options an `Upgrader`/`Dialer` shares between its connections;
+//! - `streamed.rs`: messages received as chunks and sent through an `AsyncWrite`.
 
 pub(crate) mod engine;
 pub(crate) mod handlers;
 pub(crate) mod options;
+pub(crate) mod streamed;
 
 use crate::error::{CloseError, Error};
 use bytes::Bytes;
 use engine::Engine;
-use ferrosocket_proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
 pub use ferrosocket_proto::SlowPeerPolicy;
+use ferrosocket_proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
 pub use handlers::{CloseAction, PingAction};
 pub(crate) use options::IoOptions;
 use std::future::poll_fn;
