@@ -4,6 +4,7 @@
 #
 #   scripts/bench-peers.sh [--reps N] [--duration SECS] [--warmup SECS] [--quick]
 #                          [--servers "raw ferrosocket fastwebsockets tokio-tungstenite"]
+#                          (also "ferrosocket-before": the binary named by $FERROSOCKET_BEFORE)
 #                          [--cap-mib MIB] [--out FILE]
 #
 # For each cell (payload 16 B, 1 KiB, 16 KiB, 1 MiB x connections 1, 100, 1000 x in flight 1,
@@ -101,6 +102,8 @@ start_server() { # name port
     case "$name" in
         raw) taskset -c 0 "$peers/raw-tcp-echo" --listen "$addr" >/dev/null 2>&1 & ;;
         ferrosocket) taskset -c 0 "$fs" echo --listen "$addr" --threads 1 --quiet --no-compression >/dev/null 2>&1 & ;;
+        # Another build of ferrosocket (e.g. main before a change), from $FERROSOCKET_BEFORE.
+        ferrosocket-before) taskset -c 0 "${FERROSOCKET_BEFORE:?set FERROSOCKET_BEFORE to a ferrosocket binary}" echo --listen "$addr" --threads 1 --quiet --no-compression >/dev/null 2>&1 & ;;
         fastwebsockets) taskset -c 0 "$peers/fastwebsockets-echo" --listen "$addr" >/dev/null 2>&1 & ;;
         tokio-tungstenite) taskset -c 0 "$peers/tokio-tungstenite-echo" --listen "$addr" >/dev/null 2>&1 & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;

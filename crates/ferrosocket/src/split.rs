@@ -382,11 +382,7 @@ where
     /// Sends a close frame; the reader then receives the peer's close and returns
     /// [`Error::Closed`].
     pub async fn send_close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        self.shared.with_engine(|e| {
-            e.check_usable()?;
-            e.core.send_close(frame)?;
-            Ok::<_, Error>(())
-        })?;
+        self.shared.with_engine(|e| e.send_close(frame))?;
         self.shared.flush().await
     }
 
@@ -426,7 +422,7 @@ where
         self.shared.with_engine(|e| {
             if e.core.close_sent().is_none() && e.core.state() != State::Closed {
                 let frame = CloseFrame::new(ferrosocket_proto::CloseCode::NORMAL_CLOSURE, "");
-                let _ = e.core.send_close(Some(frame));
+                let _ = e.send_close(Some(frame));
             }
         });
     }

@@ -120,6 +120,10 @@ pub(crate) struct Engine {
     write_shut: bool,
     /// Bytes discarded while lingering.
     lingered: usize,
+    /// The task waiting in a receive, and the deadline its alarm is armed for: a writer in
+    /// another task (split halves) wakes it when it starts an earlier timer or ends the session.
+    reader: Option<Waker>,
+    reader_alarm_at: Option<Instant>,
 }
 
 impl Engine {
@@ -140,6 +144,8 @@ impl Engine {
             read_eof: false,
             write_shut: false,
             lingered: 0,
+            reader: None,
+            reader_alarm_at: None,
         }
     }
 
@@ -301,6 +307,10 @@ impl Engine {
             }
             let next = earliest(self.core.poll_timeout(), deadline);
             if !self.read_alarm.poll_at(next, own) {
+                if !self.reader.as_ref().is_some_and(|w| w.will_wake(own)) {
+                    self.reader = Some(own.clone());
+                }
+                self.reader_alarm_at = next;
                 return Wait::Pending;
             }
             // The alarm says its deadline passed on the tokio clock: act at least at it.
@@ -509,6 +519,22 @@ impl Engine {
         }
     }
 
+    /// Wakes the task waiting in a receive (if another task is it) to re-evaluate its timers
+    /// or wind the session down.
+    pub(crate) fn wake_reader(&mut self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a close frame (the close-handshake timer starts: the reader re-arms).
+    pub(crate) fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.check_usable()?;
+        self.core.send_close(frame)?;
+        self.wake_reader();
+        Ok(())
+    }
+
     /// Queues a message without writing it.
     pub(crate) fn queue(&mut self, msg: Message) -> Result<(), Error> {
         self.check_usable()?;
@@ -558,6 +584,18 @@ impl Engine {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         self.check_usable()?;
+        let polled = self.poll_flush_inner(io, own, write);
+        if matches!(polled, Poll::Ready(Err(_))) {
+            // The reader (another task, for split halves) must learn the session is over.
+            self.wake_reader();
+        }
+        polled
+    }
+
+    fn poll_flush_inner<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<(), Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         loop {
             if let Poll::Ready(r) = self.poll_write_some(io, write) {
                 if r.is_ok()
@@ -589,6 +627,14 @@ impl Engine {
                 && Instant::from_std(now) >= d
             {
                 return Poll::Ready(Err(Error::Timeout(TimeoutKind::Write)));
+            }
+            if let Some(t) = self.core.poll_timeout().map(Instant::from_std)
+                && self.reader_alarm_at.is_none_or(|r| t < r)
+            {
+                // A timer the reader's alarm does not cover (the slow-peer deadline): let it
+                // re-arm.
+                self.reader_alarm_at = Some(t);
+                self.wake_reader();
             }
             let next = earliest(self.core.poll_timeout(), self.write_deadline);
             if !self.write_alarm.poll_at(next, own) {

@@ -234,8 +234,7 @@ where
     /// Sends a close frame and writes it out, without waiting for the peer's reply: keep
     /// calling [`recv`](Self::recv) to receive the peer's close (it returns [`Error::Closed`]).
     pub async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        self.engine.check_usable()?;
-        self.engine.core.send_close(frame)?;
+        self.engine.send_close(frame)?;
         self.flush().await
     }
 
