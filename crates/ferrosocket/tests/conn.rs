@@ -383,7 +383,10 @@ async fn sink_sends_messages_and_close_sends_1000() {
     client
         .write(&masked(OpCode::Close, &close_payload(1000, "")))
         .await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(err.is_normal_close(), "{err:?}");
     client.expect_eof().await;
 }

@@ -484,7 +484,10 @@ async fn client_close_1000_is_echoed_and_server_closes_tcp_first() {
     client
         .write(&masked(OpCode::Close, &close_payload(1000, "done")))
         .await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     let close = err.close_error().expect("a close error");
     assert_eq!(
         (close.code, close.reason.as_str()),
@@ -515,7 +518,10 @@ async fn close_reason_surfaces_in_close_error() {
     }
     assert_eq!(client.expect_close(4000).await, "");
     client.expect_eof().await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(matches!(err, Error::AlreadyClosed));
 }
 
@@ -523,7 +529,10 @@ async fn close_reason_surfaces_in_close_error() {
 async fn close_without_code_is_1005_and_answered_without_code() {
     let (mut conn, mut client) = connect(&Upgrader::new()).await;
     client.write(&masked(OpCode::Close, b"")).await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert_eq!(err.close_error().unwrap().code, CloseCode::NO_STATUS_RECEIVED);
     assert_eq!(client.read_exact_raw(2).await, b"\x88\x00");
     client.expect_eof().await;
@@ -540,7 +549,10 @@ async fn close_handler_reply_replaces_the_echo() {
     client
         .write(&masked(OpCode::Close, &close_payload(1001, "leaving")))
         .await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert_eq!(err.close_error().unwrap().code, CloseCode::GOING_AWAY);
     assert_eq!(client.expect_close(4001).await, "bye from server");
     client.expect_eof().await;
@@ -642,7 +654,10 @@ impl Client {
 async fn unmasked_frame_is_a_protocol_error_with_1002() {
     let (mut conn, mut client) = connect(&Upgrader::new()).await;
     client.write(&frame(OpCode::Text, true, b"naked", None)).await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(
         matches!(err, Error::Protocol(ProtocolError::UnmaskedFrame)),
         "{err:?}"
@@ -677,7 +692,10 @@ async fn other_protocol_violations_close_with_1002() {
     for (name, bytes) in cases {
         let (mut conn, mut client) = connect(&Upgrader::new()).await;
         client.write(&bytes).await;
-        let err = within("recv", conn.recv()).await.unwrap_err();
+        let (err, ()) = tokio::join!(
+            async { within("recv", conn.recv()).await.unwrap_err() },
+            client.read_to_eof_and_close()
+        );
         assert!(matches!(err, Error::Protocol(_)), "{name}: {err:?}");
         client.expect_close(1002).await;
         client.expect_eof().await;
@@ -688,7 +706,10 @@ async fn other_protocol_violations_close_with_1002() {
 async fn invalid_utf8_closes_with_1007() {
     let (mut conn, mut client) = connect(&Upgrader::new()).await;
     client.write(&masked(OpCode::Text, b"ok \xff\xfe")).await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(
         matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
         "{err:?}"
@@ -700,7 +721,10 @@ async fn invalid_utf8_closes_with_1007() {
     let mut payload = close_payload(1000, "");
     payload.extend_from_slice(b"\xc3\x28");
     client.write(&masked(OpCode::Close, &payload)).await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(
         matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
         "{err:?}"
@@ -743,7 +767,10 @@ async fn sends_after_close_are_errors() {
     client
         .write(&masked(OpCode::Close, &close_payload(1000, "")))
         .await;
-    let err = within("recv", conn.recv()).await.unwrap_err();
+    let (err, ()) = tokio::join!(
+        async { within("recv", conn.recv()).await.unwrap_err() },
+        client.read_to_eof_and_close()
+    );
     assert!(err.is_normal_close(), "{err:?}");
     client.expect_eof().await;
     assert!(matches!(conn.send("x").await, Err(Error::AlreadyClosed)));
@@ -854,7 +881,10 @@ async fn oversized_frame_is_refused_from_its_header_alone() {
         let mut buf = [0u8; ferrosocket::proto::frame::MAX_HEADER_LEN];
         let n = h.encode(&mut buf);
         client.write(&buf[..n]).await;
-        let err = within("recv", conn.recv()).await.unwrap_err();
+        let (err, ()) = tokio::join!(
+            async { within("recv", conn.recv()).await.unwrap_err() },
+            client.read_to_eof_and_close()
+        );
         match err {
             Error::Protocol(ProtocolError::FrameTooLarge { size, .. }) if frame_limit => {
                 assert_eq!(size, 1 << 30)

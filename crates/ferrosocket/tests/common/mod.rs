@@ -419,6 +419,17 @@ impl Client {
         reason
     }
 
+    /// Plays the polite peer while the server fails the connection: reads everything the
+    /// server sends until it closes its side (kept in `raw` for `expect_close`), then closes
+    /// ours. The server lingers, reading, until the peer does this (or its close timeout).
+    pub(crate) async fn read_to_eof_and_close(&mut self) {
+        within("the server's EOF", async {
+            while self.io.read_buf(&mut self.raw).await.expect("read until EOF") > 0 {}
+        })
+        .await;
+        let _ = self.io.shutdown().await;
+    }
+
     /// Checks that the server closed the TCP connection, with nothing more sent.
     pub(crate) async fn expect_eof(&mut self) {
         assert!(self.raw.is_empty(), "unexpected bytes before EOF: {:?}", self.raw);
