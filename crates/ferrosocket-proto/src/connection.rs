@@ -224,6 +224,22 @@ impl Connection {
         self.write_compression = on;
     }
 
+    /// Sets the zlib level (0-9) of the messages sent from now on, when permessage-deflate is
+    /// in use (gorilla's `SetCompressionLevel`): 1 (default) is fast, 9 compresses best.
+    pub fn set_compression_level(&mut self, level: u32) {
+        if let Some(codec) = &mut self.deflate {
+            codec.set_level(level);
+        }
+    }
+
+    /// Tests: the next compression fails as a zlib fault would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_compression(&mut self) {
+        if let Some(codec) = &mut self.deflate {
+            codec.fail_next_compress = true;
+        }
+    }
+
     /// When messages we send are compressed without carrying context between them, the
     /// settings that decide their bytes: a compressed frame can then be shared between
     /// connections with equal settings (see `PreparedMessage`). `None` otherwise.

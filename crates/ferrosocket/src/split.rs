@@ -406,6 +406,11 @@ where
         self.shared.with_engine(|e| e.core.set_write_compression(on));
     }
 
+    /// See [`Conn::set_compression_level`].
+    pub fn set_compression_level(&self, level: u32) {
+        self.shared.with_engine(|e| e.core.set_compression_level(level));
+    }
+
     /// See [`Conn::set_slow_peer_policy`].
     pub fn set_slow_peer_policy(&self, policy: SlowPeerPolicy) {
         self.shared.with_engine(|e| e.core.set_slow_peer_policy(policy));

@@ -364,6 +364,9 @@ pub(crate) struct DeflateCodec {
     recv_reset: bool,
     compressor: Option<Compress>,
     decompressor: Option<Decompress>,
+    /// Tests: make the next `compress` fail, as a zlib fault would.
+    #[cfg(test)]
+    pub(crate) fail_next_compress: bool,
 }
 
 impl std::fmt::Debug for DeflateCodec {
@@ -400,6 +403,20 @@ impl DeflateCodec {
             recv_reset,
             compressor: None,
             decompressor: None,
+            #[cfg(test)]
+            fail_next_compress: false,
+        }
+    }
+
+    /// Changes the zlib level of what we send from the next fragment on (clamped to 0-9). The
+    /// compressor restarts: its output then no longer refers back to earlier messages, which
+    /// is always valid deflate for the peer (back-references are optional), so context
+    /// takeover needs no care here.
+    pub(crate) fn set_level(&mut self, level: u32) {
+        let level = level.min(9);
+        if level != self.level {
+            self.level = level;
+            self.compressor = None;
         }
     }
 
@@ -420,6 +437,10 @@ impl DeflateCodec {
         fin: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), ProtocolError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_compress) {
+            return Err(ProtocolError::Inflate("deflate failed: injected fault".into()));
+        }
         // zlib cannot compress with an 8-bit raw window: store instead (level 0 emits no
         // back-references, so any window decodes it).
         let (level, window) = if self.send_window == 8 {

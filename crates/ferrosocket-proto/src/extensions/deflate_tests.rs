@@ -13,7 +13,7 @@ use crate::extensions::parse_extensions;
 use crate::handshake::HandshakeError;
 use crate::handshake::client::ClientHandshake;
 use crate::handshake::server::ServerHandshake;
-use crate::{Config, Connection, Event, Message, MessageKind, ReadError, Role};
+use crate::{Config, Connection, Event, Message, MessageKind, ReadError, Role, SendError};
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::time::Instant;
@@ -1755,4 +1755,75 @@ proptest! {
             prop_assert_eq!(got.as_bytes(), &data);
         }
     }
+}
+
+#[test]
+fn compression_level_changes_between_messages_and_the_peer_still_inflates() {
+    let text = Message::text(String::from_utf8(text_like(7, 20_000)).unwrap());
+    for p in [DEFAULT, params(true, true, 15, 15)] {
+        let (mut server, mut client) = pair(&p, &DeflateConfig::default().level(9));
+        server.send(text.clone()).unwrap();
+        let best = transfer(&mut server, &mut client);
+        assert_eq!(next_message(&mut client), text);
+        server.set_compression_level(0);
+        server.send(text.clone()).unwrap();
+        let stored = transfer(&mut server, &mut client);
+        assert_eq!(
+            next_message(&mut client),
+            text,
+            "context takeover survives the switch"
+        );
+        assert!(best[0].rsv1 && stored[0].rsv1);
+        assert!(
+            stored[0].payload.len() > text.len() && best[0].payload.len() < text.len() / 2,
+            "level 0 stores ({} bytes), level 9 compresses ({} bytes)",
+            stored[0].payload.len(),
+            best[0].payload.len()
+        );
+        server.set_compression_level(9);
+        server.send(text.clone()).unwrap();
+        transfer(&mut server, &mut client);
+        assert_eq!(next_message(&mut client), text);
+    }
+}
+
+#[test]
+fn a_compression_fault_fails_the_connection_with_1011_and_sends_nothing_uncompressed() {
+    let (mut server, mut client) = pair(&DEFAULT, &DeflateConfig::default());
+    server
+        .send(Message::text("before the fault ".repeat(10)))
+        .unwrap();
+    transfer(&mut server, &mut client);
+    assert_eq!(
+        next_message(&mut client),
+        Message::text("before the fault ".repeat(10))
+    );
+    server.fail_next_compression();
+    let err = server.send(Message::text("lost ".repeat(100))).unwrap_err();
+    assert!(matches!(err, SendError::Compression(_)), "{err:?}");
+    let frames = transfer(&mut server, &mut client);
+    assert_eq!(frames.len(), 1, "only the close frame: {frames:?}");
+    assert_eq!(frames[0].opcode, 8);
+    assert_eq!(
+        u16::from_be_bytes([frames[0].payload[0], frames[0].payload[1]]),
+        1011
+    );
+    assert_eq!(server.send(Message::text("after")), Err(SendError::Closed));
+    // Inside a fragmented message too: the continuation is never sent uncompressed.
+    let (mut server, mut client) = pair(&DEFAULT, &DeflateConfig::default());
+    server
+        .send_fragment(MessageKind::Text, Bytes::from("first half ".repeat(20)), false)
+        .unwrap();
+    server.fail_next_compression();
+    assert!(
+        server
+            .send_fragment(MessageKind::Text, Bytes::from("second half"), true)
+            .is_err()
+    );
+    let frames = transfer(&mut server, &mut client);
+    assert_eq!(frames.last().map(|f| f.opcode), Some(8));
+    assert!(
+        frames.iter().all(|f| f.opcode != 0),
+        "no continuation after the fault"
+    );
 }

@@ -320,6 +320,13 @@ where
         self.engine.core.set_write_compression(on);
     }
 
+    /// The zlib level (0-9) of the messages sent from now on, when permessage-deflate was
+    /// negotiated (gorilla's `SetCompressionLevel`; default from the upgrader's or dialer's
+    /// [`DeflateConfig`](ferrosocket_proto::extensions::deflate::DeflateConfig), 1).
+    pub fn set_compression_level(&mut self, level: u32) {
+        self.engine.core.set_compression_level(level);
+    }
+
     pub(crate) fn set_slot(&mut self, slot: crate::upgrader::ConnSlot) {
         self.engine.slot = Some(slot);
     }
