@@ -598,10 +598,11 @@ impl Connection {
                 self.close_received = Some(frame.clone());
                 self.lifecycle = Lifecycle::CloseReported;
                 self.rbuf = BytesMut::new();
-                if self.close_sent.is_none() && self.config.auto_close_reply {
-                    if let Err(e) = self.queue_close(close_reply(frame.as_ref()).as_ref()) {
-                        self.lose_randomness(e);
-                    }
+                if self.close_sent.is_none()
+                    && self.config.auto_close_reply
+                    && let Err(e) = self.queue_close(close_reply(frame.as_ref()).as_ref())
+                {
+                    self.lose_randomness(e);
                 }
                 Ok(Some(Event::Close(frame)))
             }
