@@ -7,8 +7,9 @@
 //! chosen offer was, accepts it and agrees on exactly the same parameters.
 #![no_main]
 
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, negotiate_client, negotiate_server};
-use ferrosocket_proto::extensions::{ExtensionOffer, parse_extensions};
+use ferrosocket_proto::DeflateConfig;
+use ferrosocket_proto::fuzzing::{negotiate_client, negotiate_server};
+use ferrosocket_proto::{ExtensionOffer, parse_extensions};
 use libfuzzer_sys::fuzz_target;
 
 /// The configuration of a client that sent `offer`.

@@ -5,7 +5,7 @@
 //! length form) decodes to the same header; the only error is a 64-bit length with its MSB set.
 #![no_main]
 
-use ferrosocket_proto::frame::{FrameHeader, HeaderError, MAX_HEADER_LEN};
+use ferrosocket_proto::{FrameHeader, HeaderError, MAX_HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

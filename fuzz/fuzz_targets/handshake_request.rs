@@ -9,10 +9,11 @@
 #![no_main]
 
 use bytes::BytesMut;
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, negotiate_client};
-use ferrosocket_proto::handshake::http::{parse_request, parse_response};
-use ferrosocket_proto::handshake::server::ServerHandshake;
-use ferrosocket_proto::handshake::{Limits, accept_key, header_tokens};
+use ferrosocket_proto::DeflateConfig;
+use ferrosocket_proto::fuzzing::negotiate_client;
+use ferrosocket_proto::{parse_request, parse_response};
+use ferrosocket_proto::ServerHandshake;
+use ferrosocket_proto::{Limits, accept_key, header_tokens};
 use ferrosocket_fuzz::http::{limits, parse_split};
 use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL};
 use libfuzzer_sys::fuzz_target;

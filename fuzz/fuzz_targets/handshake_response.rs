@@ -8,11 +8,11 @@
 //! with them inflates on the other.
 #![no_main]
 
-use ferrosocket_proto::extensions::deflate::DeflateConfig;
-use ferrosocket_proto::handshake::client::{ClientHandshake, request_from_url};
-use ferrosocket_proto::handshake::http::parse_response;
-use ferrosocket_proto::handshake::{accept_key, generate_key};
-use ferrosocket_proto::mask::FixedMaskSource;
+use ferrosocket_proto::DeflateConfig;
+use ferrosocket_proto::{ClientHandshake, request_from_url};
+use ferrosocket_proto::parse_response;
+use ferrosocket_proto::{accept_key, generate_key};
+use ferrosocket_proto::fuzzing::FixedMaskSource;
 use ferrosocket_proto::{Config, Connection, Event, Message, Role};
 use ferrosocket_fuzz::http::{limits, parse_split};
 use http::HeaderValue;

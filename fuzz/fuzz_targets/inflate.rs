@@ -12,8 +12,8 @@
 #![no_main]
 
 use ferrosocket_fuzz::{Input, alloc};
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams};
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use ferrosocket_proto::{DeflateConfig, DeflateParams};
+use ferrosocket_proto::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use ferrosocket_proto::{Config, Connection, Event, Message, ProtocolError, ReadError, Role};
 use flate2::{Decompress, FlushDecompress, Status};
 use libfuzzer_sys::fuzz_target;

@@ -26,9 +26,10 @@
 
 use crate::{Input, alloc};
 use bytes::Bytes;
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams};
-use ferrosocket_proto::frame::{FrameHeader, OpCode};
-use ferrosocket_proto::mask::{FixedMaskSource, apply_mask};
+use ferrosocket_proto::{DeflateConfig, DeflateParams};
+use ferrosocket_proto::{FrameHeader, OpCode};
+use ferrosocket_proto::apply_mask;
+use ferrosocket_proto::fuzzing::FixedMaskSource;
 use ferrosocket_proto::{
     Chunk, CloseFrame, Config, Connection, Event, Message, MessageKind, ReadError, ReadMode, Role, SendError,
     State,

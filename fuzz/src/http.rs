@@ -2,7 +2,7 @@
 //! change the outcome.
 
 use bytes::BytesMut;
-use ferrosocket_proto::handshake::{HandshakeError, Limits};
+use ferrosocket_proto::{HandshakeError, Limits};
 
 /// The limits picked by the low bit of `selector`: the defaults or small ones.
 pub fn limits(selector: u8) -> Limits {

@@ -23,12 +23,11 @@
 //! so the compressed frames are still built once; replies go through a client
 //! [`Connection`] to be inflated (that path allocates per message).
 
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams, SharedCompression};
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use ferrosocket_proto::handshake::client::{ClientHandshake, request_from_url, url_target};
-use ferrosocket_proto::handshake::{Limits, http};
-use ferrosocket_proto::mask::apply_mask;
-use ferrosocket_proto::{Config, Connection, Event, Message, Role};
+use ferrosocket_proto::{
+    ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Event, FrameHeader, Limits,
+    MAX_HEADER_LEN, Message, OpCode, Role, SharedCompression, apply_mask, parse_response, request_from_url,
+    url_target, write_request,
+};
 use hdrhistogram::Histogram;
 use std::io::{IoSlice, IsTerminal};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -336,7 +335,7 @@ async fn handshake(mut stream: TcpStream, url: &str, compress: bool) -> Result<U
         hs.offer_deflate(deflate_config.clone(), &mut req);
     }
     let mut out = Vec::with_capacity(256);
-    http::write_request(&req, &mut out);
+    write_request(&req, &mut out);
     stream
         .write_all(&out)
         .await
@@ -344,7 +343,7 @@ async fn handshake(mut stream: TcpStream, url: &str, compress: bool) -> Result<U
     let mut buf = bytes::BytesMut::with_capacity(1024);
     let limits = Limits::default();
     let resp = loop {
-        if let Some(resp) = http::parse_response(&mut buf, &limits).map_err(|e| e.to_string())? {
+        if let Some(resp) = parse_response(&mut buf, &limits).map_err(|e| e.to_string())? {
             break resp;
         }
         let n = stream

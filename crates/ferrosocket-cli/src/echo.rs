@@ -1,6 +1,6 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
-use ferrosocket::proto::extensions::deflate::DeflateConfig;
+use ferrosocket::proto::DeflateConfig;
 use ferrosocket::{Conn, Error, Message, Shutdown, ShutdownToken, Upgrader};
 use std::io::Write;
 use std::net::SocketAddr;

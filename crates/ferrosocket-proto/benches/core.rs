@@ -5,11 +5,11 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams};
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use ferrosocket_proto::mask::{FixedMaskSource, apply_mask};
-use ferrosocket_proto::utf8::Utf8Validator;
+use ferrosocket_proto::apply_mask;
+use ferrosocket_proto::fuzzing::{FixedMaskSource, Utf8Validator};
 use ferrosocket_proto::{Config, Connection, Event, Message, MessageKind, Role};
+use ferrosocket_proto::{DeflateConfig, DeflateParams};
+use ferrosocket_proto::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use std::hint::black_box;
 use std::io::IoSlice;
 

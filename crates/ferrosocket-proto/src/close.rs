@@ -123,6 +123,23 @@ impl CloseFrame {
     }
 }
 
+/// The close frame that answers one received from the peer (RFC 6455 §5.5.1: an endpoint
+/// replies with a close frame, "typically echoing the status code it received"): the same code
+/// without the reason, and no code when the peer sent none (`None`: its close frame was empty).
+///
+/// The connection's automatic reply ([`Config::auto_close_reply`](crate::Config::auto_close_reply))
+/// is this frame; a shell that lets the application answer uses it for the default answer.
+///
+/// ```
+/// use ferrosocket_proto::{close_reply, CloseCode, CloseFrame};
+/// let received = CloseFrame::new(CloseCode::GOING_AWAY, "restarting");
+/// assert_eq!(close_reply(Some(&received)), Some(CloseFrame::new(CloseCode::GOING_AWAY, "")));
+/// assert_eq!(close_reply(None), None);
+/// ```
+pub fn close_reply(received: Option<&CloseFrame>) -> Option<CloseFrame> {
+    received.map(|f| CloseFrame::new(f.code, ""))
+}
+
 impl fmt::Display for CloseFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.reason.is_empty() {

@@ -2,10 +2,10 @@
 //!
 //! See the [crate documentation](crate) for the call-order contract.
 
-use crate::close::{ClosePayloadError, parse_close_payload, truncate_reason};
+use crate::close::{ClosePayloadError, close_reply, parse_close_payload, truncate_reason};
 use crate::extensions::deflate::{DeflateCodec, DeflateConfig, DeflateParams, SharedCompression};
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use crate::mask::{MaskSource, OsMaskSource, apply_mask};
+use crate::mask::{MaskSource, OsMaskSource, RandomnessError, apply_mask};
 use crate::output::OutQueue;
 use crate::timers::{Clocks, Due, Facts, Timer};
 use crate::utf8::Utf8Validator;
@@ -71,6 +71,38 @@ struct InFrame {
     check_utf8: bool,
     /// RSV1 on the first frame: the message is permessage-deflate compressed.
     compressed: bool,
+}
+
+/// How far the connection's life has gone. The close handshake itself is recorded by the close
+/// frames sent and received (`close_sent`, `close_received`), the timers by `Clocks::expired`,
+/// and the end of the transport's read side (`eof`, an input fact) apart: each of those can
+/// happen in any of these states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lifecycle {
+    /// Events may still come (the close handshake may be under way).
+    Open,
+    /// The peer's close frame was handed out as an event; nothing follows it.
+    CloseReported,
+    /// The peer broke the protocol; we queued a close frame with the error's code. Sticky.
+    Failed(ProtocolError),
+    /// Ended by [`Connection::fail`] (the application, the slow-peer policy, a compression
+    /// fault).
+    Aborted,
+    /// The transport ended without a close frame (1006).
+    Abnormal,
+    /// A client mask key could not be drawn: nothing more can be sent.
+    NoRandomness(RandomnessError),
+}
+
+impl Lifecycle {
+    /// Whether the connection ended other than by the close handshake: it is closed and
+    /// sends nothing more.
+    fn ended(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed(_) | Self::Aborted | Self::Abnormal | Self::NoRandomness(_)
+        )
+    }
 }
 
 /// A fragmented message being reassembled.
@@ -148,10 +180,7 @@ pub struct Connection {
 
     close_sent: Option<Option<CloseFrame>>,
     close_received: Option<Option<CloseFrame>>,
-    close_reported: bool,
-    failed: Option<ProtocolError>,
-    abnormal: bool,
-    aborted: bool,
+    lifecycle: Lifecycle,
 
     clocks: Clocks,
 }
@@ -189,10 +218,7 @@ impl Connection {
             keys: None,
             close_sent: None,
             close_received: None,
-            close_reported: false,
-            failed: None,
-            abnormal: false,
-            aborted: false,
+            lifecycle: Lifecycle::Open,
             clocks: Clocks::default(),
         }
     }
@@ -286,7 +312,7 @@ impl Connection {
     /// Where the close handshake stands.
     pub fn state(&self) -> State {
         let timed_out = self.clocks.expired.is_some_and(|t| t != Timer::Idle);
-        if self.failed.is_some() || self.abnormal || self.aborted || timed_out {
+        if self.lifecycle.ended() || timed_out {
             return State::Closed;
         }
         match (self.close_sent.is_some(), self.close_received.is_some()) {
@@ -308,7 +334,10 @@ impl Connection {
 
     /// The protocol error that failed the connection, if any (sticky).
     pub fn error(&self) -> Option<&ProtocolError> {
-        self.failed.as_ref()
+        match &self.lifecycle {
+            Lifecycle::Failed(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// Whether we sent a close frame and still wait for the peer's: arm a close timer.
@@ -394,18 +423,22 @@ impl Connection {
             if let Some(timer) = self.clocks.expired
                 && !(timer == Timer::Idle && std::mem::replace(&mut self.clocks.reported, true))
                 && (timer != Timer::CloseHandshake
-                    || !(self.failed.is_some() || self.close_reported || self.aborted))
+                    || !matches!(
+                        self.lifecycle,
+                        Lifecycle::Failed(_)
+                            | Lifecycle::CloseReported
+                            | Lifecycle::Aborted
+                            | Lifecycle::NoRandomness(_)
+                    ))
             {
                 return Err(ReadError::TimedOut(timer));
             }
-            if let Some(e) = &self.failed {
-                return Err(ReadError::Protocol(e.clone()));
-            }
-            if self.close_reported || self.aborted {
-                return Err(ReadError::Closed);
-            }
-            if self.abnormal {
-                return Err(ReadError::AbnormalClosure);
+            match &self.lifecycle {
+                Lifecycle::Open => {}
+                Lifecycle::Failed(e) => return Err(ReadError::Protocol(e.clone())),
+                Lifecycle::CloseReported | Lifecycle::Aborted => return Err(ReadError::Closed),
+                Lifecycle::Abnormal => return Err(ReadError::AbnormalClosure),
+                Lifecycle::NoRandomness(e) => return Err(ReadError::Randomness(e.clone())),
             }
             let mut f = match self.frame {
                 Some(f) => f,
@@ -451,7 +484,7 @@ impl Connection {
 
     fn need_more(&mut self) -> Result<Option<Event>, ReadError> {
         if self.eof {
-            self.abnormal = true;
+            self.lifecycle = Lifecycle::Abnormal;
             self.rbuf = BytesMut::new();
             return Err(ReadError::AbnormalClosure);
         }
@@ -557,8 +590,11 @@ impl Connection {
     fn on_frame(&mut self, f: InFrame, payload: BytesMut) -> Result<Option<Event>, ReadError> {
         match f.opcode {
             OpCode::Ping => {
-                if self.config.auto_pong && self.close_sent.is_none() {
-                    self.write_frame(OpCode::Pong, true, &payload);
+                if self.config.auto_pong
+                    && self.close_sent.is_none()
+                    && let Err(e) = self.write_frame(OpCode::Pong, true, &payload)
+                {
+                    self.lose_randomness(e);
                 }
                 Ok(Some(Event::Ping(payload.freeze())))
             }
@@ -571,16 +607,18 @@ impl Connection {
                     }
                     Err(_) => return Err(self.fail_with(ProtocolError::InvalidClosePayload)),
                 };
-                // RFC 6455 §5.5.1: reply with a close frame, "typically echoing the status code
-                // it received". A close inside a fragmented message ends that message.
+                // RFC 6455 §5.5.1: reply with a close frame (`close_reply`). A close inside a
+                // fragmented message ends that message.
                 self.assembly = None;
                 self.stream = None;
                 self.close_received = Some(frame.clone());
-                self.close_reported = true;
+                self.lifecycle = Lifecycle::CloseReported;
                 self.rbuf = BytesMut::new();
-                if self.close_sent.is_none() && self.config.auto_close_reply {
-                    let reply = frame.as_ref().map(|c| CloseFrame::new(c.code, ""));
-                    self.queue_close(reply.as_ref());
+                if self.close_sent.is_none()
+                    && self.config.auto_close_reply
+                    && let Err(e) = self.queue_close(close_reply(frame.as_ref()).as_ref())
+                {
+                    self.lose_randomness(e);
                 }
                 Ok(Some(Event::Close(frame)))
             }
@@ -670,28 +708,53 @@ impl Connection {
                 if self.utf8.finish().is_err() {
                     return Err(self.fail_with(ProtocolError::InvalidUtf8));
                 }
-                Message::Text(Utf8Bytes::from_bytes_unchecked(payload))
+                // SAFETY: every byte of the message went through `self.utf8` (in place as it
+                // arrived, or as it was inflated) and `finish` just confirmed that the text
+                // does not end inside a code point.
+                #[allow(unsafe_code)]
+                let text = unsafe { Utf8Bytes::from_bytes_unchecked(payload) };
+                Message::Text(text)
             }
         }))
     }
 
     fn fail_with(&mut self, error: ProtocolError) -> ReadError {
-        if self.failed.is_none() {
-            // At most one close frame: if ours is already out, just stop reading.
-            if self.close_sent.is_none() {
-                let reason = error.to_string();
-                self.queue_close(Some(&CloseFrame::new(
-                    error.close_code(),
-                    truncate_reason(&reason),
-                )));
-            }
-            self.failed = Some(error.clone());
-            self.rbuf = BytesMut::new();
-            self.frame = None;
-            self.assembly = None;
-            self.stream = None;
+        if let Lifecycle::Failed(first) = &self.lifecycle {
+            return ReadError::Protocol(first.clone());
         }
-        ReadError::Protocol(self.failed.clone().unwrap_or(error))
+        // At most one close frame: if ours is already out, just stop reading. (A client that
+        // cannot draw a mask key sends none: the peer sees 1006.)
+        if self.close_sent.is_none() {
+            let reason = error.to_string();
+            let _ = self.queue_close(Some(&CloseFrame::new(
+                error.close_code(),
+                truncate_reason(&reason),
+            )));
+        }
+        self.lifecycle = Lifecycle::Failed(error.clone());
+        self.stop_reading();
+        ReadError::Protocol(error)
+    }
+
+    /// Drops every byte and partial message received: the connection reads nothing more.
+    fn stop_reading(&mut self) {
+        self.rbuf = BytesMut::new();
+        self.frame = None;
+        self.assembly = None;
+        self.stream = None;
+    }
+
+    /// Ends the connection because a client mask key could not be drawn. The close frame
+    /// (1011) needs a key too: one more is asked for, and if none comes nothing is sent.
+    fn lose_randomness(&mut self, error: RandomnessError) {
+        if self.close_sent.is_none() {
+            let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "no randomness for a mask key");
+            let _ = self.queue_close(Some(&frame));
+        }
+        if !matches!(self.lifecycle, Lifecycle::Failed(_)) {
+            self.lifecycle = Lifecycle::NoRandomness(error);
+        }
+        self.stop_reading();
     }
 
     // ---- commands ------------------------------------------------------------------------
@@ -712,10 +775,7 @@ impl Connection {
         self.check_can_send()?;
         let opcode = match self.sending {
             Some(_) => OpCode::Continuation,
-            None => match kind {
-                MessageKind::Text => OpCode::Text,
-                MessageKind::Binary => OpCode::Binary,
-            },
+            None => OpCode::from(kind),
         };
         if self.sending.is_none() {
             self.sending_compressed = self.write_compression
@@ -740,11 +800,19 @@ impl Connection {
                 return Err(SendError::Compression(e.to_string()));
             }
             let first = opcode != OpCode::Continuation;
-            self.write_payload(opcode, fin, first, Bytes::from(out));
-            return Ok(());
+            return self
+                .write_payload(opcode, fin, first, Bytes::from(out))
+                .map_err(|e| self.send_failed(e));
         }
-        self.write_payload(opcode, fin, false, payload);
-        Ok(())
+        self.write_payload(opcode, fin, false, payload)
+            .map_err(|e| self.send_failed(e))
+    }
+
+    /// A send needed a mask key and got none: the connection ends (see
+    /// [`SendError::Randomness`]).
+    fn send_failed(&mut self, error: RandomnessError) -> SendError {
+        self.lose_randomness(error.clone());
+        SendError::Randomness(error)
     }
 
     /// Queues a message's ready-made wire bytes: a frame that was encoded once, unmasked, for
@@ -776,12 +844,7 @@ impl Connection {
     /// Starts (or, after the peer's close, completes) the close handshake. `None` sends a
     /// close frame without a status code. Reasons longer than 123 bytes are cut.
     pub fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
-        if self.close_sent.is_some()
-            || self.failed.is_some()
-            || self.abnormal
-            || self.aborted
-            || self.timed_out().is_some()
-        {
+        if self.close_sent.is_some() || self.lifecycle.ended() || self.timed_out().is_some() {
             return Err(SendError::Closed);
         }
         if let Some(f) = &frame
@@ -789,8 +852,7 @@ impl Connection {
         {
             return Err(SendError::InvalidCloseCode(f.code.as_u16()));
         }
-        self.queue_close(frame.as_ref());
-        Ok(())
+        self.queue_close(frame.as_ref()).map_err(|e| self.send_failed(e))
     }
 
     /// Fails the connection: queues a close frame with `code` and stops reading. For
@@ -802,22 +864,18 @@ impl Connection {
             } else {
                 CloseCode::PROTOCOL_ERROR
             };
-            self.queue_close(Some(&CloseFrame::new(code, truncate_reason(reason))));
+            // A client that cannot draw a mask key sends none: the peer sees 1006.
+            let _ = self.queue_close(Some(&CloseFrame::new(code, truncate_reason(reason))));
         }
-        self.aborted = true;
-        self.rbuf = BytesMut::new();
-        self.frame = None;
-        self.assembly = None;
-        self.stream = None;
+        // A protocol error or a lost random source stays the reason reported.
+        if !matches!(self.lifecycle, Lifecycle::Failed(_) | Lifecycle::NoRandomness(_)) {
+            self.lifecycle = Lifecycle::Aborted;
+        }
+        self.stop_reading();
     }
 
     fn check_can_send(&self) -> Result<(), SendError> {
-        if self.close_sent.is_some()
-            || self.failed.is_some()
-            || self.abnormal
-            || self.aborted
-            || self.timed_out().is_some()
-        {
+        if self.close_sent.is_some() || self.lifecycle.ended() || self.timed_out().is_some() {
             Err(SendError::Closed)
         } else {
             Ok(())
@@ -829,11 +887,12 @@ impl Connection {
         if payload.len() > 125 {
             return Err(SendError::ControlTooLong(payload.len()));
         }
-        self.write_frame(opcode, true, payload);
-        Ok(())
+        self.write_frame(opcode, true, payload)
+            .map_err(|e| self.send_failed(e))
     }
 
-    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+    /// Queues a close frame and records it as sent (unless no mask key could be drawn).
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) -> Result<(), RandomnessError> {
         let mut payload = [0u8; 125];
         let len = match frame {
             Some(f) => {
@@ -844,27 +903,36 @@ impl Connection {
             }
             None => 0,
         };
-        self.write_frame(OpCode::Close, true, &payload[..len]);
+        self.write_frame(OpCode::Close, true, &payload[..len])?;
         self.close_sent = Some(frame.cloned());
         self.sending = None;
+        Ok(())
     }
 
-    fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
+    /// The header of a frame we send; a client's carries a fresh mask key, and fails when
+    /// none can be drawn (nothing is queued then).
+    fn header(&mut self, opcode: OpCode, fin: bool, len: usize) -> Result<FrameHeader, RandomnessError> {
         let mut h = FrameHeader::new(opcode, fin, len as u64);
         if self.role == Role::Client {
             let keys = self.keys.get_or_insert_with(|| Box::new(OsMaskSource::new()));
-            h.mask = Some(keys.next_key());
+            h.mask = Some(keys.next_key()?);
         }
-        h
+        Ok(h)
     }
 
     /// Queues a frame, copying the payload next to its header (masking it for a client).
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        self.write_frame_rsv(opcode, fin, false, payload);
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), RandomnessError> {
+        self.write_frame_rsv(opcode, fin, false, payload)
     }
 
-    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
-        let mut h = self.header(opcode, fin, payload.len());
+    fn write_frame_rsv(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: &[u8],
+    ) -> Result<(), RandomnessError> {
+        let mut h = self.header(opcode, fin, payload.len())?;
         h.rsv1 = rsv1;
         let mut hbuf = [0u8; MAX_HEADER_LEN];
         let hlen = h.encode(&mut hbuf);
@@ -875,19 +943,27 @@ impl Connection {
         if let Some(key) = h.mask {
             apply_mask(&mut tail[start..], key, 0);
         }
+        Ok(())
     }
 
     /// Queues a data frame, without copying a large payload when no masking is needed.
-    fn write_payload(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
+    fn write_payload(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: Bytes,
+    ) -> Result<(), RandomnessError> {
         if self.role == Role::Server && payload.len() > COPY_THRESHOLD {
-            let mut h = self.header(opcode, fin, payload.len());
+            let mut h = self.header(opcode, fin, payload.len())?;
             h.rsv1 = rsv1;
             let mut hbuf = [0u8; MAX_HEADER_LEN];
             let hlen = h.encode(&mut hbuf);
             self.out.tail_mut(hlen).extend_from_slice(&hbuf[..hlen]);
             self.out.push_chunk(payload);
+            Ok(())
         } else {
-            self.write_frame_rsv(opcode, fin, rsv1, &payload);
+            self.write_frame_rsv(opcode, fin, rsv1, &payload)
         }
     }
 
@@ -936,8 +1012,10 @@ impl Connection {
         match self.clocks.due(&self.config, facts, now) {
             Due::Nothing => {}
             Due::SendPing => {
-                if self.check_can_send().is_ok() {
-                    self.write_frame(OpCode::Ping, true, b"keepalive");
+                if self.check_can_send().is_ok()
+                    && let Err(e) = self.write_frame(OpCode::Ping, true, b"keepalive")
+                {
+                    self.lose_randomness(e);
                 }
             }
             Due::Expire(timer) => {

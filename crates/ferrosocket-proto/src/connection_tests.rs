@@ -1561,9 +1561,9 @@ fn rfc6455_5_7_client_frames_are_masked_with_the_mask_source_key() {
     // Every frame takes a fresh key from the source.
     struct Counting(u8);
     impl crate::mask::MaskSource for Counting {
-        fn next_key(&mut self) -> [u8; 4] {
+        fn next_key(&mut self) -> Result<[u8; 4], crate::mask::RandomnessError> {
             self.0 += 1;
-            [self.0, 0, 0, self.0]
+            Ok([self.0, 0, 0, self.0])
         }
     }
     let mut c = Connection::new(Role::Client, Config::default());
@@ -1573,6 +1573,87 @@ fn rfc6455_5_7_client_frames_are_masked_with_the_mask_source_key() {
     c.send_close(None).unwrap();
     let keys: Vec<_> = parse_wire(&c.take_output()).into_iter().map(|w| w.mask).collect();
     assert_eq!(keys, [Some([1, 0, 0, 1]), Some([2, 0, 0, 2]), Some([3, 0, 0, 3])]);
+}
+
+/// A mask source that answers from a script (`false`: the OS generator failed), then fails.
+struct Scripted(std::collections::VecDeque<bool>);
+
+impl crate::mask::MaskSource for Scripted {
+    fn next_key(&mut self) -> Result<[u8; 4], crate::mask::RandomnessError> {
+        match self.0.pop_front() {
+            Some(true) => Ok(KEY),
+            _ => Err(crate::mask::RandomnessError::new("injected failure")),
+        }
+    }
+}
+
+fn client_with_keys(script: &[bool]) -> Connection {
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.set_mask_source(Box::new(Scripted(script.iter().copied().collect())));
+    c
+}
+
+#[test]
+fn rfc6455_5_3_a_client_without_a_mask_key_sends_nothing_and_ends() {
+    // The generator fails for the data frame and again for the close frame: nothing unmasked
+    // may go out, so nothing goes out at all (the peer will see 1006).
+    let mut c = client_with_keys(&[]);
+    let err = c.send(Message::text("hi")).unwrap_err();
+    assert!(matches!(err, SendError::Randomness(_)), "{err:?}");
+    assert_eq!(c.take_output(), []);
+    assert_eq!(c.close_sent(), None);
+    assert_eq!(c.state(), State::Closed);
+    assert!(c.should_close_transport());
+    let (events, err) = poll_all(&mut c);
+    assert_eq!(events, []);
+    assert!(matches!(err, Some(ReadError::Randomness(_))), "{err:?}");
+    // Sticky, and no further send is possible.
+    assert!(matches!(c.poll_event(), Err(ReadError::Randomness(_))));
+    assert_eq!(c.send_ping(b""), Err(SendError::Closed));
+    assert_eq!(c.send_close(None), Err(SendError::Closed));
+}
+
+#[test]
+fn rfc6455_5_3_a_client_that_recovers_one_key_closes_with_1011() {
+    // Key for the first message, none for the second, one more for the close frame.
+    let mut c = client_with_keys(&[true, false, true]);
+    c.send(Message::text("one")).unwrap();
+    assert!(matches!(
+        c.send(Message::text("two")),
+        Err(SendError::Randomness(_))
+    ));
+    let wire = take_wire(&mut c);
+    assert_eq!(wire.len(), 2, "{wire:?}");
+    assert_eq!(wire[0].payload, b"one");
+    assert_eq!(wire[1].close_code(), Some(1011));
+    assert_eq!(&wire[1].payload[2..], b"no randomness for a mask key");
+    assert_eq!(c.state(), State::Closed);
+    assert!(matches!(poll_all(&mut c).1, Some(ReadError::Randomness(_))));
+}
+
+#[test]
+fn rfc6455_5_3_frames_the_core_sends_itself_fail_the_same_way() {
+    // Auto-pong: the ping is reported, then the connection has ended.
+    let mut c = client_with_keys(&[]);
+    c.receive(&sf(OP_PING, true, b"x"));
+    let (events, err) = poll_all(&mut c);
+    assert_eq!(events, [ping(b"x")]);
+    assert!(matches!(err, Some(ReadError::Randomness(_))), "{err:?}");
+    assert_eq!(c.take_output(), []);
+    // Close reply: the close is reported, then the missing key.
+    let mut c = client_with_keys(&[]);
+    c.receive(&sf(OP_CLOSE, true, &close_payload(1000, b"")));
+    let (events, err) = poll_all(&mut c);
+    assert_eq!(events, [Event::Close(Some(CloseFrame::new(1000, "")))]);
+    assert!(matches!(err, Some(ReadError::Randomness(_))), "{err:?}");
+    assert_eq!(c.close_sent(), None);
+    assert_eq!(c.state(), State::Closed);
+    // A protocol error stays the reason even when its close frame cannot be masked.
+    let mut c = client_with_keys(&[]);
+    c.receive(&sf(OP_TEXT, true, b"\xff"));
+    let (_, err) = poll_all(&mut c);
+    assert_eq!(err, Some(ReadError::Protocol(ProtocolError::InvalidUtf8)));
+    assert_eq!(c.take_output(), []);
 }
 
 #[test]
@@ -1859,6 +1940,8 @@ fn check_hostile(
         }
         // No timer runs here: this test never calls handle_timeout.
         Some(ReadError::TimedOut(t)) => prop_assert!(false, "timer {t:?} fired without handle_timeout"),
+        // The fixed mask source never fails.
+        Some(ReadError::Randomness(e)) => prop_assert!(false, "mask source failed: {e}"),
         // No other arm: a new `ReadError` variant must be added here (exhaustive in-crate).
     }
     for e in &events {

@@ -90,6 +90,11 @@ pub enum ReadError {
     /// A timer ended the connection (see [`Connection::handle_timeout`](crate::Connection::handle_timeout)).
     #[error("{0}")]
     TimedOut(crate::Timer),
+    /// A frame the core had to send on its own (a pong, a close reply, a keepalive ping, a
+    /// close) could not be masked because the OS random number generator failed; the
+    /// connection ended (see [`SendError::Randomness`]).
+    #[error("{0}; the connection ended")]
+    Randomness(crate::mask::RandomnessError),
 }
 
 /// Why a send was refused. Sending never fails because of the peer; only misuse is reported.
@@ -116,4 +121,10 @@ pub enum SendError {
     /// A continuation was sent with no fragmented message in progress.
     #[error("no fragmented message in progress to continue")]
     NoMessageInProgress,
+    /// A client frame needed a mask key and the OS random number generator failed. The
+    /// connection ended: it queued a close frame with 1011 (internal error) if one more key
+    /// could be had for it, and nothing otherwise, since a client may send nothing unmasked
+    /// (RFC 6455 §5.3; the peer then sees 1006). Frames queued before still go out.
+    #[error("{0}; the connection ended")]
+    Randomness(crate::mask::RandomnessError),
 }

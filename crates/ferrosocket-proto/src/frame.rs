@@ -70,6 +70,16 @@ impl OpCode {
     }
 }
 
+/// The opcode of a message's first frame (RFC 6455 §5.6).
+impl From<crate::MessageKind> for OpCode {
+    fn from(kind: crate::MessageKind) -> Self {
+        match kind {
+            crate::MessageKind::Text => Self::Text,
+            crate::MessageKind::Binary => Self::Binary,
+        }
+    }
+}
+
 /// A decoded or to-be-encoded frame header.
 ///
 /// `opcode` keeps the raw 4-bit value so that the connection, not the decoder, decides what a
@@ -120,7 +130,7 @@ impl FrameHeader {
     /// or the header and the number of bytes it took.
     ///
     /// ```
-    /// use ferrosocket_proto::frame::FrameHeader;
+    /// use ferrosocket_proto::FrameHeader;
     /// // RFC 6455 §5.7: unmasked "Hello"
     /// let (h, n) = FrameHeader::decode(&[0x81, 0x05, b'H']).unwrap().unwrap();
     /// assert_eq!((h.fin, h.opcode, h.payload_len, n), (true, 1, 5, 2));
@@ -181,7 +191,7 @@ impl FrameHeader {
     /// Encodes the header with the shortest length form and returns the bytes written.
     ///
     /// ```
-    /// use ferrosocket_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+    /// use ferrosocket_proto::{FrameHeader, OpCode, MAX_HEADER_LEN};
     /// let mut buf = [0u8; MAX_HEADER_LEN];
     /// let n = FrameHeader::new(OpCode::Binary, true, 256).encode(&mut buf);
     /// assert_eq!(&buf[..n], &[0x82, 0x7e, 0x01, 0x00]);

@@ -25,22 +25,62 @@
 //! Peer errors never panic: they become a close frame with the right code (1002, 1007, 1009)
 //! and a sticky [`ReadError`].
 
-pub mod close;
-pub mod config;
-pub mod connection;
-pub mod error;
-pub mod extensions;
-pub mod frame;
-pub mod handshake;
-pub mod mask;
-pub mod message;
-mod output;
-mod timers;
-pub mod utf8;
+//! # What is public
+//!
+//! Every type and function is at the crate root; the modules are private. `ferrosocket`, the
+//! CLI and anyone driving the core from another runtime need: the connection
+//! ([`Connection`], [`Event`], [`Config`], errors), frames for tools that speak the wire
+//! themselves ([`FrameHeader`], [`OpCode`], [`apply_mask`]), close codes, messages framed
+//! ahead of time ([`server_frame`], [`PreparedForm`]), permessage-deflate settings
+//! ([`DeflateConfig`], [`DeflateParams`], [`SharedCompression`]) and the HTTP upgrade
+//! ([`ServerHandshake`], [`ClientHandshake`], [`parse_request`], [`write_response`], ...).
+//! Internals that only fuzzers, benches and tests need (a fixed mask key, the incremental
+//! UTF-8 validator, the raw extension negotiation) are in [`fuzzing`](crate#fuzzing), behind
+//! the `fuzzing` cargo feature.
+//!
+//! # Fuzzing
+//!
+//! With the `fuzzing` feature, the module `fuzzing` re-exports internals for the fuzz
+//! targets and benches. It is not part of the stable API.
 
-pub use close::{CloseCode, CloseFrame};
+mod close;
+mod config;
+mod connection;
+mod error;
+mod extensions;
+mod frame;
+mod handshake;
+mod mask;
+mod message;
+mod output;
+mod prepared;
+mod timers;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame, MAX_REASON_LEN, close_reply};
 pub use config::Config;
 pub use connection::{Chunk, Connection, Event, ReadMode, Role, State};
 pub use error::{ProtocolError, ReadError, SendError};
+pub use extensions::deflate::{DeflateConfig, DeflateNegotiationError, DeflateParams, SharedCompression};
+pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
+pub use frame::{FrameHeader, HeaderError, MAX_HEADER_LEN, OpCode};
+pub use handshake::client::{ClientHandshake, Target, request_from_url, uri_target, url_target};
+pub use handshake::http::{parse_request, parse_response, write_request, write_response};
+pub use handshake::server::{Accepted, Rejection, ServerHandshake, check_same_origin};
+pub use handshake::{
+    HandshakeError, Limits, Negotiated, accept_key, generate_key, header_has_token, header_tokens,
+};
+pub use mask::{MaskSource, RandomnessError, apply_mask};
 pub use message::{Message, MessageKind, Utf8Bytes};
+pub use prepared::{PreparedForm, compressed_server_frame, server_frame};
 pub use timers::{Keepalive, SlowPeerPolicy, Timer};
+pub use utf8::Utf8Error;
+
+/// Internals for the fuzz targets, benches and tests (feature `fuzzing`): not a stable API,
+/// and nothing a WebSocket user needs.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::extensions::deflate::{client_offer, negotiate_client, negotiate_server};
+    pub use crate::mask::FixedMaskSource;
+    pub use crate::utf8::Utf8Validator;
+}

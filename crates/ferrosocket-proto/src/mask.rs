@@ -3,7 +3,7 @@
 //! Masking is an XOR of every payload byte with one of the four key bytes, chosen by the byte's
 //! position in the payload modulo 4. The fast path works on eight bytes at a time with plain
 //! `u64` arithmetic, which the compiler turns into SIMD lanes on targets that have them, so no
-//! `unsafe` code is needed. [`apply_mask_bytewise`] is the obviously-correct reference the
+//! `unsafe` code is needed. `apply_mask_bytewise` is the obviously-correct reference the
 //! property tests compare against.
 
 /// XORs `buf` with `key`, as if `buf` started at payload position `offset`.
@@ -12,7 +12,7 @@
 /// each call passes the position of the piece's first byte in the whole payload:
 ///
 /// ```
-/// use ferrosocket_proto::mask::apply_mask;
+/// use ferrosocket_proto::apply_mask;
 /// let key = [1, 2, 3, 4];
 /// let mut whole = *b"hello world";
 /// apply_mask(&mut whole, key, 0);
@@ -43,58 +43,51 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 /// The byte-at-a-time reference implementation of [`apply_mask`].
-pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
+#[cfg(test)]
+fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(offset + i) % 4];
+    }
+}
+
+/// The operating system's random number generator failed, so no mask key could be drawn.
+///
+/// A client may send nothing it cannot mask (RFC 6455 §5.3), not even a close frame: see
+/// [`SendError::Randomness`](crate::SendError::Randomness) for what the connection does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no random mask key: {0}")]
+pub struct RandomnessError(String);
+
+impl RandomnessError {
+    /// An error with `detail` (what failed, for the log).
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self(detail.into())
     }
 }
 
 /// Where client mask keys come from. RFC 6455 §5.3: the key "MUST be derived from a strong
 /// source of entropy" and unpredictable per frame. Tests substitute a fixed source.
 pub trait MaskSource: Send + Sync {
-    /// The key for the next frame.
-    fn next_key(&mut self) -> [u8; 4];
+    /// The key for the next frame, or why none can be had. A source must not make keys up
+    /// when its entropy fails: the connection then fails instead.
+    fn next_key(&mut self) -> Result<[u8; 4], RandomnessError>;
 }
 
 /// Keys from the operating system's CSPRNG, fetched 256 bytes (64 keys) at a time so that
-/// sending stays cheap.
-pub struct OsMaskSource {
+/// sending stays cheap. When the OS generator fails the key request fails (and the next one
+/// asks the OS again).
+pub(crate) struct OsMaskSource {
     pool: [u8; 256],
     pos: usize,
-    counter: u64,
 }
 
 impl OsMaskSource {
     /// A source that fills its pool on first use.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             pool: [0; 256],
             pos: 256,
-            counter: 0,
         }
-    }
-
-    fn refill(&mut self) {
-        if getrandom::fill(&mut self.pool).is_err() {
-            // The OS RNG is not expected to fail after start-up. If it does, keep keys
-            // unpredictable to a peer that cannot see our memory by stirring the old pool
-            // with a counter (splitmix64) rather than stopping the connection.
-            for chunk in self.pool.chunks_exact_mut(8) {
-                self.counter = self.counter.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = self.counter;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                let old = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-                chunk.copy_from_slice(&(old ^ z ^ (z >> 31)).to_ne_bytes());
-            }
-        }
-        self.pos = 0;
-    }
-}
-
-impl Default for OsMaskSource {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -105,24 +98,28 @@ impl std::fmt::Debug for OsMaskSource {
 }
 
 impl MaskSource for OsMaskSource {
-    fn next_key(&mut self) -> [u8; 4] {
+    fn next_key(&mut self) -> Result<[u8; 4], RandomnessError> {
         if self.pos + 4 > self.pool.len() {
-            self.refill();
+            getrandom::fill(&mut self.pool).map_err(|e| RandomnessError::new(e.to_string()))?;
+            self.pos = 0;
         }
         let mut key = [0; 4];
         key.copy_from_slice(&self.pool[self.pos..self.pos + 4]);
         self.pos += 4;
-        key
+        Ok(key)
     }
 }
 
 /// A fixed key, for tests and for reproducing captured traffic. Never use it on a network.
+/// (Only with the `fuzzing` feature.)
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug, Clone, Copy)]
 pub struct FixedMaskSource(pub [u8; 4]);
 
+#[cfg(any(test, feature = "fuzzing"))]
 impl MaskSource for FixedMaskSource {
-    fn next_key(&mut self) -> [u8; 4] {
-        self.0
+    fn next_key(&mut self) -> Result<[u8; 4], RandomnessError> {
+        Ok(self.0)
     }
 }
 

@@ -47,8 +47,14 @@ impl Utf8Bytes {
         Ok(Self(bytes))
     }
 
-    /// Wraps bytes the caller has already validated.
-    pub(crate) fn from_bytes_unchecked(bytes: Bytes) -> Self {
+    /// Wraps bytes the caller has already validated, without checking them again.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8: [`as_str`](Self::as_str) hands them out as a `str`
+    /// without a check, and a `str` holding invalid UTF-8 is undefined behaviour.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn from_bytes_unchecked(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());
         Self(bytes)
     }

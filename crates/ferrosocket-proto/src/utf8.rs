@@ -13,7 +13,7 @@ pub struct Utf8Error;
 /// Validates UTF-8 text that arrives in pieces. See the [module documentation](self).
 ///
 /// ```
-/// use ferrosocket_proto::utf8::Utf8Validator;
+/// use ferrosocket_proto::fuzzing::Utf8Validator;
 /// let text = "κόσμε".as_bytes();
 /// let mut v = Utf8Validator::new();
 /// for b in text {
@@ -23,6 +23,7 @@ pub struct Utf8Error;
 /// assert!(Utf8Validator::new().feed(&[0xce, 0xba, 0xf4, 0x90]).is_err()); // > U+10FFFF
 /// ```
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported by `fuzzing`
 pub struct Utf8Validator {
     partial: [u8; 4],
     len: u8,
@@ -38,6 +39,7 @@ fn width(lead: u8) -> usize {
     }
 }
 
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported by `fuzzing`
 impl Utf8Validator {
     /// A validator at the start of a text.
     pub fn new() -> Self {

@@ -2,9 +2,9 @@
 //! Each test names the file in `fuzz/regressions/` it comes from.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferrosocket_proto::extensions::deflate::{DeflateConfig, DeflateParams};
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use ferrosocket_proto::{Config, Connection, Event, Message, ProtocolError, ReadError, Role};
+use ferrosocket_proto::{DeflateConfig, DeflateParams};
+use ferrosocket_proto::{FrameHeader, MAX_HEADER_LEN, OpCode};
 
 /// A client with permessage-deflate (context takeover, 15-bit windows) and `limit`.
 fn deflate_client(limit: usize) -> Connection {

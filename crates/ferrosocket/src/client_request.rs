@@ -2,7 +2,7 @@
 //! request with headers of its own.
 
 use crate::error::Error;
-use ferrosocket_proto::handshake::client::request_from_url;
+use ferrosocket_proto::request_from_url;
 use http::header::{
     CONNECTION, HOST, HeaderName, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -67,7 +67,7 @@ pub trait IntoClientRequest {
     ///
     /// # Errors
     /// [`Error::Handshake`] with
-    /// [`HandshakeError::BadUrl`](ferrosocket_proto::handshake::HandshakeError::BadUrl) for
+    /// [`HandshakeError::BadUrl`](ferrosocket_proto::HandshakeError::BadUrl) for
     /// an unusable URL; [`Error::Io`] (`InvalidInput`) holding a [`RequestError`] for a
     /// request that sets a header the handshake manages.
     fn into_client_request(self) -> Result<Request<()>, Error>;

@@ -13,11 +13,11 @@ use crate::pool::BufferPool;
 use crate::transport::{Layer, MaybeTlsStream, Transport};
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use ferrosocket_proto::extensions::deflate::DeflateConfig;
-use ferrosocket_proto::handshake::client::{ClientHandshake, Target, request_from_url, uri_target};
-use ferrosocket_proto::handshake::http::{parse_response, write_request};
-use ferrosocket_proto::handshake::{HandshakeError, Limits, header_has_token};
+use ferrosocket_proto::DeflateConfig;
+use ferrosocket_proto::{ClientHandshake, Target, request_from_url, uri_target};
 use ferrosocket_proto::{Config, Connection, Role};
+use ferrosocket_proto::{HandshakeError, Limits, header_has_token};
+use ferrosocket_proto::{parse_response, write_request};
 use http::header::{
     CONTENT_LENGTH, HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
     TRANSFER_ENCODING,
@@ -409,7 +409,7 @@ impl Dialer {
     ///
     /// `request` is a `GET` whose URI is the URL (only its path and query are sent) or a path
     /// with a `Host` header; build one with
-    /// [`request_from_url`](ferrosocket_proto::handshake::client::request_from_url). Its own
+    /// [`request_from_url`](ferrosocket_proto::request_from_url). Its own
     /// headers win over the dialer's [`header`](Self::header)s; the dialer's subprotocols are
     /// offered unless it has a `Sec-WebSocket-Protocol` header. The handshake timeout applies;
     /// the connect timeout, proxies and TLS do not.
@@ -1347,7 +1347,7 @@ mod tests {
     use super::*;
 
     fn target(url: &str) -> Target {
-        ferrosocket_proto::handshake::client::url_target(url).unwrap()
+        ferrosocket_proto::url_target(url).unwrap()
     }
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {

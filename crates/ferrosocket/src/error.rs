@@ -1,6 +1,6 @@
 //! Errors, and gorilla-style close classification.
 
-use ferrosocket_proto::handshake::HandshakeError;
+use ferrosocket_proto::HandshakeError;
 use ferrosocket_proto::{CloseCode, CloseFrame, ProtocolError, SendError};
 use std::fmt;
 use std::io;

@@ -1,16 +1,20 @@
 //! Messages framed once and sent to many connections.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use ferrosocket_proto::extensions::deflate::SharedCompression;
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use ferrosocket_proto::{Connection, Message, MessageKind, Role, SendError};
+use bytes::Bytes;
+use ferrosocket_proto::{
+    Connection, Message, PreparedForm, SendError, SharedCompression, compressed_server_frame, server_frame,
+};
 use std::sync::{Mutex, OnceLock};
 
 /// A message whose wire form is computed once and reused for every connection it is sent to
 /// (gorilla's `PreparedMessage`): broadcast to thousands of server connections costs one
 /// encoding and no copy per connection.
 ///
-/// Server frames are cached whole: one uncompressed form, and one compressed form per
+/// The frames are the core's ([`proto::server_frame`](crate::proto::server_frame),
+/// [`proto::compressed_server_frame`](crate::proto::compressed_server_frame)), and each
+/// connection says which one it can take
+/// ([`Connection::prepared_form`](crate::proto::Connection::prepared_form)); this type only
+/// caches them. Server frames are cached whole: one uncompressed form, and one compressed form per
 /// compression setting for connections that negotiated permessage-deflate without server
 /// context takeover. Connections with context takeover compress the message themselves (their
 /// output depends on what they sent before). Client frames must be masked with a fresh key
@@ -46,7 +50,7 @@ impl PreparedMessage {
     /// The unmasked wire bytes (header and payload) a server sends.
     pub fn server_frame(&self) -> Bytes {
         self.server_frame
-            .get_or_init(|| self.frame(self.message.as_bytes(), false))
+            .get_or_init(|| server_frame(&self.message))
             .clone()
     }
 
@@ -56,40 +60,17 @@ impl PreparedMessage {
         if let Some((_, frame)) = cache.iter().find(|(k, _)| *k == settings) {
             return frame.clone();
         }
-        let frame = match settings.compress(self.message.as_bytes()) {
-            Some(deflated) => self.frame(&deflated, true),
-            None => self.server_frame(),
-        };
+        let frame = compressed_server_frame(&self.message, &settings).unwrap_or_else(|| self.server_frame());
         cache.push((settings, frame.clone()));
         frame
     }
 
-    fn frame(&self, payload: &[u8], rsv1: bool) -> Bytes {
-        let opcode = match self.message.kind() {
-            MessageKind::Text => OpCode::Text,
-            MessageKind::Binary => OpCode::Binary,
-        };
-        let mut header = FrameHeader::new(opcode, true, payload.len() as u64);
-        header.rsv1 = rsv1;
-        let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut hbuf);
-        let mut buf = BytesMut::with_capacity(n + payload.len());
-        buf.put_slice(&hbuf[..n]);
-        buf.put_slice(payload);
-        buf.freeze()
-    }
-
     /// Queues this message on `core` in the cheapest form its settings allow.
     pub(crate) fn queue_on(&self, core: &mut Connection) -> Result<(), SendError> {
-        if core.role() == Role::Client {
-            return core.send(self.message());
-        }
-        if !core.compresses_writes() {
-            return core.send_raw_frame(self.server_frame());
-        }
-        match core.shared_compression() {
-            Some(settings) => core.send_raw_frame(self.compressed_server_frame(settings)),
-            None => core.send(self.message()),
+        match core.prepared_form() {
+            PreparedForm::Uncompressed => core.send_raw_frame(self.server_frame()),
+            PreparedForm::Compressed(settings) => core.send_raw_frame(self.compressed_server_frame(settings)),
+            PreparedForm::PerConnection => core.send(self.message()),
         }
     }
 }

@@ -118,7 +118,7 @@ mod tls {
         let connector = TlsConnector::from(client_config_with_roots(roots).unwrap());
         let name = ServerName::try_from("localhost").unwrap();
         let tls = within("tls connect", connector.connect(name, tcp)).await.unwrap();
-        let req = ferrosocket::proto::handshake::client::request_from_url(&url).unwrap();
+        let req = ferrosocket::proto::request_from_url(&url).unwrap();
         let (mut conn, _) = within("handshake", dialer.connect_with_stream(tls, req))
             .await
             .unwrap();

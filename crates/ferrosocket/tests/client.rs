@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine as _;
-use ferrosocket::proto::handshake::HandshakeError;
-use ferrosocket::proto::handshake::accept_key;
+use ferrosocket::proto::HandshakeError;
+use ferrosocket::proto::accept_key;
 use ferrosocket::{
     CloseCode, CloseFrame, Dialer, Error, Message, NoProxy, ProxyConfig, ProxyError, TimeoutKind, Upgrader,
 };
@@ -461,7 +461,7 @@ async fn connect_with_stream_over_a_pipe() {
         conn.send(msg).await.unwrap();
         let _ = conn.recv().await;
     });
-    let req = ferrosocket::proto::handshake::client::request_from_url("ws://pipe.local/x").unwrap();
+    let req = ferrosocket::proto::request_from_url("ws://pipe.local/x").unwrap();
     let (mut conn, _) = bounded(dialer().subprotocols(["p"]).connect_with_stream(client_io, req))
         .await
         .unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::{Client, close_payload, connect, masked, server_frame, spawn_echo, tcp_pair, within};
-use ferrosocket::proto::frame::OpCode;
+use ferrosocket::proto::OpCode;
 use ferrosocket::proto::{Config, Connection, Event, Role};
 use ferrosocket::{
     BufferPool, CloseCode, CloseFrame, Conn, Error, Message, PreparedMessage, ReadHalf, TimeoutKind,

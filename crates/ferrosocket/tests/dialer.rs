@@ -7,8 +7,8 @@
 use base64::Engine as _;
 use ferrosocket::http::header::{HOST, HeaderName, HeaderValue, ORIGIN};
 use ferrosocket::http::{self, Request, Uri};
-use ferrosocket::proto::handshake::HandshakeError;
-use ferrosocket::proto::handshake::accept_key;
+use ferrosocket::proto::HandshakeError;
+use ferrosocket::proto::accept_key;
 use ferrosocket::{
     Dialer, Error, MaybeTlsStream, Message, ProxyConfig, ProxyError, RequestError, TimeoutKind, Upgrader,
 };

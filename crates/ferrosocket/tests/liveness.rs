@@ -351,7 +351,7 @@ async fn max_connections_answers_503_beyond_the_limit() {
     assert!(matches!(
         &results[1],
         Err(Error::Handshake(
-            ferrosocket::proto::handshake::HandshakeError::TooManyConnections
+            ferrosocket::proto::HandshakeError::TooManyConnections
         ))
     ));
     assert!(results[2].is_ok());

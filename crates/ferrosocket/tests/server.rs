@@ -12,8 +12,8 @@ use bytes::Bytes;
 use common::{
     Client, Req, close_payload, connect, connect_with, frame, handshake, masked, refused, spawn_echo, within,
 };
-use ferrosocket::proto::frame::OpCode;
-use ferrosocket::proto::handshake::HandshakeError;
+use ferrosocket::proto::HandshakeError;
+use ferrosocket::proto::OpCode;
 use ferrosocket::proto::{Event, MessageKind, ProtocolError, SendError};
 use ferrosocket::{
     CloseAction, CloseCode, CloseFrame, Error, Message, PingAction, TimeoutKind, Upgrader,
@@ -876,9 +876,9 @@ async fn oversized_frame_is_refused_from_its_header_alone() {
         (Upgrader::new().max_frame_size(None), false), // 64 MiB message limit
     ] {
         let (mut conn, mut client) = connect(&upgrader).await;
-        let mut h = ferrosocket::proto::frame::FrameHeader::new(OpCode::Binary, true, 1 << 30);
+        let mut h = ferrosocket::proto::FrameHeader::new(OpCode::Binary, true, 1 << 30);
         h.mask = Some(common::MASK);
-        let mut buf = [0u8; ferrosocket::proto::frame::MAX_HEADER_LEN];
+        let mut buf = [0u8; ferrosocket::proto::MAX_HEADER_LEN];
         let n = h.encode(&mut buf);
         client.write(&buf[..n]).await;
         let (err, ()) = tokio::join!(

@@ -19,12 +19,12 @@ use crate::ProtocolError;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// The extension's registered name.
-pub const EXTENSION_NAME: &str = "permessage-deflate";
+pub(crate) const EXTENSION_NAME: &str = "permessage-deflate";
 
 /// What this end asks for and accepts. Server and client read the fields from their own side.
 ///
 /// ```
-/// use ferrosocket_proto::extensions::deflate::DeflateConfig;
+/// use ferrosocket_proto::DeflateConfig;
 /// let cfg = DeflateConfig::default().server_no_context_takeover(true).low_memory(true);
 /// assert!(cfg.server_no_context_takeover);
 /// ```
@@ -180,12 +180,14 @@ fn parse_params(offer: &ExtensionOffer) -> Result<Parsed, DeflateNegotiationErro
 /// `Sec-WebSocket-Extensions` response element. Invalid offers are declined, not fatal.
 ///
 /// ```
-/// use ferrosocket_proto::extensions::{parse_extensions, deflate::{negotiate_server, DeflateConfig}};
+/// use ferrosocket_proto::fuzzing::negotiate_server;
+/// use ferrosocket_proto::{parse_extensions, DeflateConfig};
 /// let offers = parse_extensions(["permessage-deflate; foo, permessage-deflate; server_max_window_bits=10"]).unwrap();
 /// let (params, header) = negotiate_server(&offers, &DeflateConfig::default()).unwrap();
 /// assert_eq!(params.server_max_window_bits, 10);
 /// assert_eq!(header, "permessage-deflate; server_max_window_bits=10");
 /// ```
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported by `fuzzing`
 pub fn negotiate_server(offers: &[ExtensionOffer], cfg: &DeflateConfig) -> Option<(DeflateParams, String)> {
     for offer in offers
         .iter()
@@ -231,9 +233,11 @@ pub fn negotiate_server(offers: &[ExtensionOffer], cfg: &DeflateConfig) -> Optio
 /// Client side: the offer to send in `Sec-WebSocket-Extensions`.
 ///
 /// ```
-/// use ferrosocket_proto::extensions::deflate::{client_offer, DeflateConfig};
+/// use ferrosocket_proto::fuzzing::client_offer;
+/// use ferrosocket_proto::DeflateConfig;
 /// assert_eq!(client_offer(&DeflateConfig::default()), "permessage-deflate; client_max_window_bits");
 /// ```
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported by `fuzzing`
 pub fn client_offer(cfg: &DeflateConfig) -> String {
     let mut s = String::from(EXTENSION_NAME);
     if cfg.server_no_context_takeover {
@@ -262,6 +266,7 @@ pub fn client_offer(cfg: &DeflateConfig) -> String {
 /// Client side: checks the server's response against what `cfg` offered (RFC 7692 §7.1).
 /// `response` is the full `Sec-WebSocket-Extensions` value(s) of the 101 response. Returns
 /// `Ok(None)` when the server declined compression.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported by `fuzzing`
 pub fn negotiate_client<'a>(
     response: impl IntoIterator<Item = &'a str>,
     cfg: &DeflateConfig,

@@ -4,7 +4,7 @@
 //! The seam is small on purpose: negotiation produces parameters, and the
 //! [`Connection`](crate::Connection) owns RSV1 and applies the codec to whole messages.
 
-pub mod deflate;
+pub(crate) mod deflate;
 
 /// One element of a `Sec-WebSocket-Extensions` list: a name and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 /// order (RFC 6455 §9.1 grammar; quoted parameter values must unquote to a token).
 ///
 /// ```
-/// use ferrosocket_proto::extensions::parse_extensions;
+/// use ferrosocket_proto::parse_extensions;
 /// let offers = parse_extensions(["permessage-deflate; client_max_window_bits, x-foo"]).unwrap();
 /// assert_eq!(offers[0].name, "permessage-deflate");
 /// assert_eq!(offers[0].params, vec![("client_max_window_bits".to_string(), None)]);

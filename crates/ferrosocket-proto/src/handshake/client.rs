@@ -8,7 +8,7 @@
 //! [`ClientHandshake::verify`].
 //!
 //! ```
-//! use ferrosocket_proto::handshake::client::{ClientHandshake, request_from_url, url_target};
+//! use ferrosocket_proto::{ClientHandshake, request_from_url, url_target};
 //!
 //! let target = url_target("wss://[::1]:9443/feed").unwrap();
 //! assert_eq!((target.tls, target.host.as_str(), target.port), (true, "::1", 9443));
@@ -93,7 +93,7 @@ pub fn uri_target(uri: &Uri) -> Result<Target, HandshakeError> {
 /// As for [`url_target`].
 ///
 /// ```
-/// use ferrosocket_proto::handshake::client::request_from_url;
+/// use ferrosocket_proto::request_from_url;
 ///
 /// let req = request_from_url("ws://example.com:8080/chat?room=1").unwrap();
 /// assert_eq!(req.headers()["host"], "example.com:8080");

@@ -38,7 +38,7 @@ const STACK_HEADERS: usize = 64;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use ferrosocket_proto::handshake::{Limits, http::parse_request};
+/// use ferrosocket_proto::{Limits, parse_request};
 ///
 /// let mut buf = BytesMut::from(&b"GET /chat HTTP/1.1\r\nHost: a"[..]);
 /// assert!(parse_request(&mut buf, &Limits::default()).unwrap().is_none());
@@ -84,7 +84,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use ferrosocket_proto::handshake::{Limits, http::parse_response};
+/// use ferrosocket_proto::{Limits, parse_response};
 ///
 /// let mut buf = BytesMut::from(&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"[..]);
 /// let resp = parse_response(&mut buf, &Limits::default()).unwrap().unwrap();
@@ -184,7 +184,7 @@ fn build_headers(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, Handshake
 /// body is ignored.
 ///
 /// ```
-/// use ferrosocket_proto::handshake::http::write_request;
+/// use ferrosocket_proto::write_request;
 ///
 /// let req = http::Request::get("ws://example.com/chat?room=1")
 ///     .header("host", "example.com")
@@ -219,7 +219,7 @@ pub fn write_request(req: &Request<()>, dst: &mut Vec<u8>) {
 /// injected.
 ///
 /// ```
-/// use ferrosocket_proto::handshake::http::write_response;
+/// use ferrosocket_proto::write_response;
 /// use http::{HeaderMap, StatusCode};
 ///
 /// let mut out = Vec::new();

@@ -15,47 +15,48 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use ferrosocket_proto::handshake::{Limits, client, http, server};
+//! use ferrosocket_proto::{ClientHandshake, Limits, ServerHandshake, parse_request, parse_response};
+//! use ferrosocket_proto::{request_from_url, write_request};
 //!
 //! // Client side: build and serialize the request.
-//! let req = client::request_from_url("ws://example.com/chat").unwrap();
-//! let (client_hs, req) = client::ClientHandshake::new(req, [7; 16]).unwrap();
+//! let req = request_from_url("ws://example.com/chat").unwrap();
+//! let (client_hs, req) = ClientHandshake::new(req, [7; 16]).unwrap();
 //! let mut wire = Vec::new();
-//! http::write_request(&req, &mut wire);
+//! write_request(&req, &mut wire);
 //!
 //! // Server side: parse, validate, answer.
 //! let mut inbound = BytesMut::from(&wire[..]);
-//! let parsed = http::parse_request(&mut inbound, &Limits::default())
+//! let parsed = parse_request(&mut inbound, &Limits::default())
 //!     .unwrap()
 //!     .expect("the whole head was supplied");
 //! let (parts, ()) = parsed.into_parts();
-//! let accepted = server::ServerHandshake::new().validate(&parts).unwrap();
+//! let accepted = ServerHandshake::new().validate(&parts).unwrap();
 //! let mut answer = Vec::new();
 //! accepted.write_to(&mut answer);
 //!
 //! // Client side again: parse and verify the answer.
 //! let mut inbound = BytesMut::from(&answer[..]);
-//! let resp = http::parse_response(&mut inbound, &Limits::default())
+//! let resp = parse_response(&mut inbound, &Limits::default())
 //!     .unwrap()
 //!     .expect("the whole head was supplied");
 //! let negotiated = client_hs.verify(&resp).unwrap();
 //! assert_eq!(negotiated.subprotocol, None);
 //! ```
 
-pub mod client;
-pub mod http;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod http;
+pub(crate) mod server;
 
 use base64::Engine as _;
 use sha1::{Digest as _, Sha1};
 
 /// The GUID that RFC 6455 §1.3 appends to `Sec-WebSocket-Key` before hashing
 /// it into `Sec-WebSocket-Accept`.
-pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+pub(crate) const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The only protocol version this crate speaks (`Sec-WebSocket-Version: 13`,
 /// RFC 6455 §4.1).
-pub const WEBSOCKET_VERSION: &str = "13";
+pub(crate) const WEBSOCKET_VERSION: &str = "13";
 
 /// Computes the `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`:
 /// `base64(SHA-1(key ++ WEBSOCKET_GUID))` (RFC 6455 §4.2.2).
@@ -64,7 +65,7 @@ pub const WEBSOCKET_VERSION: &str = "13";
 /// decoded bytes).
 ///
 /// ```
-/// use ferrosocket_proto::handshake::accept_key;
+/// use ferrosocket_proto::accept_key;
 ///
 /// assert_eq!(
 ///     accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
@@ -86,7 +87,7 @@ pub fn accept_key(key: &[u8]) -> String {
 /// deterministic and testable.
 ///
 /// ```
-/// use ferrosocket_proto::handshake::generate_key;
+/// use ferrosocket_proto::generate_key;
 ///
 /// assert_eq!(generate_key(*b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
 /// ```
@@ -103,7 +104,7 @@ pub fn generate_key(nonce: [u8; 16]) -> String {
 /// and `Sec-WebSocket-Protocol`, not for `Sec-WebSocket-Extensions`.
 ///
 /// ```
-/// use ferrosocket_proto::handshake::header_tokens;
+/// use ferrosocket_proto::header_tokens;
 /// use http::HeaderValue;
 ///
 /// let v = HeaderValue::from_static(" keep-alive, ,Upgrade ");
@@ -125,7 +126,7 @@ pub fn header_tokens(value: &::http::HeaderValue) -> impl Iterator<Item = &str> 
 /// by `Connection: Upgrade` contains `upgrade`.
 ///
 /// ```
-/// use ferrosocket_proto::handshake::header_has_token;
+/// use ferrosocket_proto::header_has_token;
 /// use http::{HeaderMap, HeaderValue, header::CONNECTION};
 ///
 /// let mut headers = HeaderMap::new();

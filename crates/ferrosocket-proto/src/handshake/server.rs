@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use ferrosocket_proto::handshake::server::ServerHandshake;
+//! use ferrosocket_proto::ServerHandshake;
 //!
 //! let server = ServerHandshake::new().subprotocols(["v2.chat", "chat"]);
 //! let mut buf = BytesMut::from(
@@ -248,7 +248,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 /// A `403` [`Rejection`] with [`HandshakeError::OriginNotAllowed`].
 ///
 /// ```
-/// use ferrosocket_proto::handshake::server::check_same_origin;
+/// use ferrosocket_proto::check_same_origin;
 ///
 /// let req = http::Request::get("/")
 ///     .header("host", "Example.com:8080")
@@ -328,7 +328,7 @@ impl Rejection {
     /// `Content-Length`, and the error message plus a newline as body.
     ///
     /// ```
-    /// use ferrosocket_proto::handshake::{HandshakeError, server::Rejection};
+    /// use ferrosocket_proto::{HandshakeError, Rejection};
     ///
     /// let mut out = Vec::new();
     /// Rejection::from(HandshakeError::UnsupportedVersion).write_default_response(&mut out);

@@ -365,6 +365,8 @@ impl Engine {
             ReadError::TimedOut(Timer::Idle) => Error::Timeout(TimeoutKind::Idle),
             ReadError::TimedOut(Timer::SlowPeer) => Error::Timeout(TimeoutKind::Write),
             ReadError::TimedOut(_) => Error::Timeout(TimeoutKind::Close),
+            // The OS random number generator failed: a client can mask nothing more.
+            ReadError::Randomness(e) => Error::Io(std::io::Error::other(e)),
             _ => Error::AlreadyClosed,
         }
     }

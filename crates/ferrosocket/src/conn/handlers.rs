@@ -2,7 +2,7 @@
 //! split [`ReadHalf`](crate::ReadHalf).
 
 use crate::error::CloseError;
-use ferrosocket_proto::{CloseFrame, Connection, Event};
+use ferrosocket_proto::{CloseFrame, Connection, Event, close_reply};
 
 /// What to do with a ping (the return value of a [ping handler](crate::Conn::set_ping_handler)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,7 +68,8 @@ impl Handlers {
                 if let Some(h) = &mut self.ping
                     && h(&p) == PingAction::Pong
                 {
-                    // Fails only when closing, when no pong is owed.
+                    // Fails only when closing, when no pong is owed, or when no mask key could
+                    // be drawn (the connection ended; the next read says so).
                     let _ = core.send_pong(&p);
                 }
                 None
@@ -82,10 +83,11 @@ impl Handlers {
             Event::Close(frame) => {
                 if let Some(h) = &mut self.close {
                     let reply = match h(frame.as_ref()) {
-                        CloseAction::Echo => frame.as_ref().map(|f| CloseFrame::new(f.code, "")),
+                        CloseAction::Echo => close_reply(frame.as_ref()),
                         CloseAction::Reply(f) => Some(f),
                     };
-                    // Only fails if a close was already sent: then nothing more is owed.
+                    // Fails only if a close was already sent (nothing more is owed) or no mask
+                    // key could be drawn (the connection ended; the next read says so).
                     let _ = core.send_close(reply);
                 }
                 Some(CloseError::from_frame(frame.as_ref()))

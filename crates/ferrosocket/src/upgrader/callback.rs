@@ -2,10 +2,10 @@
 //! callback sees ([`UpgradeRequest`]) and what it answers ([`Accept`] or [`Reject`]).
 
 use bytes::Bytes;
-use ferrosocket_proto::extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
-use ferrosocket_proto::handshake::header_tokens;
-use ferrosocket_proto::handshake::http::write_response;
-use ferrosocket_proto::handshake::server::Accepted;
+use ferrosocket_proto::Accepted;
+use ferrosocket_proto::header_tokens;
+use ferrosocket_proto::write_response;
+use ferrosocket_proto::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
 use http::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT,
     SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, TRANSFER_ENCODING, UPGRADE,

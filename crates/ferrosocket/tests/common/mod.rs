@@ -9,10 +9,10 @@
 
 use bytes::BytesMut;
 use ferrosocket::{Conn, Error, Upgrader};
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use ferrosocket_proto::handshake::{Limits, http::parse_response};
-use ferrosocket_proto::mask::apply_mask;
-use ferrosocket_proto::{CloseFrame, Config, Connection, Event, Message, MessageKind, ReadError, Role};
+use ferrosocket_proto::apply_mask;
+use ferrosocket_proto::{CloseFrame, Config, Connection, Event, Message, ReadError, Role};
+use ferrosocket_proto::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use ferrosocket_proto::{Limits, parse_response};
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -219,11 +219,7 @@ pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 
 /// The unmasked frame a server sends for `msg`, as one frame.
 pub(crate) fn server_frame(msg: &Message) -> Vec<u8> {
-    let opcode = match msg.kind() {
-        MessageKind::Text => OpCode::Text,
-        MessageKind::Binary => OpCode::Binary,
-    };
-    frame(opcode, true, msg.as_bytes(), None)
+    frame(OpCode::from(msg.kind()), true, msg.as_bytes(), None)
 }
 
 /// A frame the server sent, read raw.
@@ -239,10 +235,7 @@ impl RawFrame {
     pub(crate) fn of(msg: &Message) -> Self {
         Self {
             fin: true,
-            opcode: match msg.kind() {
-                MessageKind::Text => OpCode::Text,
-                MessageKind::Binary => OpCode::Binary,
-            },
+            opcode: OpCode::from(msg.kind()),
             payload: msg.as_bytes().to_vec(),
         }
     }
