@@ -35,6 +35,8 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 mod output;
+#[cfg(test)]
+mod test_wire;
 mod timers;
 pub mod utf8;
 
