@@ -1,162 +1,17 @@
 //! The connection test suite: RFC 6455 behaviour of [`Connection`], asserted on exact wire
 //! bytes, close codes and events. Each test is named after the RFC section it checks.
 //!
-//! The wire helpers here ([`frame`], [`parse_wire`]) are written independently of
-//! `frame.rs`, so an encoding bug there cannot hide behind a matching decoding bug.
-//! They are `pub(crate)` so that the timer tests (`timers_tests.rs`) decode the wire the same way.
+//! Frames are built and decoded with the crate's test-only wire codec (`test_wire.rs`), written
+//! independently of `frame.rs`, so an encoding bug there cannot hide behind a matching decoding bug.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::close::MAX_REASON_LEN;
 use crate::mask::FixedMaskSource;
+use crate::test_wire::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
-
-// ---- wire helpers -----------------------------------------------------------------------------
-
-/// The client's mask key: RFC 6455 §5.7's example key.
-pub(crate) const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-pub(crate) const OP_CONT: u8 = 0x0;
-pub(crate) const OP_TEXT: u8 = 0x1;
-pub(crate) const OP_BINARY: u8 = 0x2;
-pub(crate) const OP_CLOSE: u8 = 0x8;
-pub(crate) const OP_PING: u8 = 0x9;
-pub(crate) const OP_PONG: u8 = 0xA;
-
-/// A raw wire frame with the shortest length form, masked with `masked_key` if given.
-pub(crate) fn frame(
-    opcode: u8,
-    fin: bool,
-    rsv1: bool,
-    masked_key: Option<[u8; 4]>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = header_only(opcode, fin, masked_key, payload.len() as u64);
-    if rsv1 {
-        out[0] |= 0x40;
-    }
-    match masked_key {
-        Some(key) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4])),
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
-/// A frame header alone, declaring `len` payload bytes (for limit tests: no payload follows).
-fn header_only(opcode: u8, fin: bool, masked_key: Option<[u8; 4]>, len: u64) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | (opcode & 0x0f)];
-    let mask_bit = if masked_key.is_some() { 0x80 } else { 0 };
-    match len {
-        0..=125 => out.push(mask_bit | len as u8),
-        126..=0xffff => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    if let Some(key) = masked_key {
-        out.extend_from_slice(&key);
-    }
-    out
-}
-
-/// A frame as our test client sends it: masked with [`KEY`].
-pub(crate) fn cf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    frame(opcode, fin, false, Some(KEY), payload)
-}
-
-/// A frame as a server sends it: unmasked.
-pub(crate) fn sf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    frame(opcode, fin, false, None, payload)
-}
-
-pub(crate) fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(reason);
-    p
-}
-
-/// A frame decoded from a connection's output, payload unmasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Wire {
-    pub(crate) fin: bool,
-    pub(crate) rsv: u8,
-    pub(crate) opcode: u8,
-    pub(crate) mask: Option<[u8; 4]>,
-    pub(crate) payload: Vec<u8>,
-}
-
-impl Wire {
-    pub(crate) fn close_code(&self) -> Option<u16> {
-        assert_eq!(self.opcode, OP_CLOSE);
-        match self.payload.as_slice() {
-            [] => None,
-            [hi, lo, reason @ ..] => {
-                assert!(std::str::from_utf8(reason).is_ok(), "close reason is not UTF-8");
-                Some(u16::from_be_bytes([*hi, *lo]))
-            }
-            [_] => panic!("one-byte close payload"),
-        }
-    }
-}
-
-/// Decodes everything a connection wrote. Panics on a truncated frame or a non-minimal length
-/// (RFC 6455 §5.2: "the minimal number of bytes MUST be used to encode the length").
-pub(crate) fn parse_wire(mut b: &[u8]) -> Vec<Wire> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        assert!(b.len() >= 2, "truncated header: {b:02x?}");
-        let (len, mut pos) = match b[1] & 0x7f {
-            126 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 => (u64::from_be_bytes(b[2..10].try_into().unwrap()), 10),
-            n => (u64::from(n), 2),
-        };
-        match pos {
-            4 => assert!(len >= 126, "non-minimal 16-bit length {len}"),
-            10 => assert!(len > 0xffff, "non-minimal 64-bit length {len}"),
-            _ => {}
-        }
-        let mask = (b[1] & 0x80 != 0).then(|| {
-            let k: [u8; 4] = b[pos..pos + 4].try_into().unwrap();
-            pos += 4;
-            k
-        });
-        let len = usize::try_from(len).unwrap();
-        assert!(b.len() >= pos + len, "truncated payload");
-        let mut payload = b[pos..pos + len].to_vec();
-        if let Some(k) = mask {
-            payload.iter_mut().enumerate().for_each(|(i, x)| *x ^= k[i % 4]);
-        }
-        out.push(Wire {
-            fin: b[0] & 0x80 != 0,
-            rsv: (b[0] >> 4) & 0x7,
-            opcode: b[0] & 0x0f,
-            mask,
-            payload,
-        });
-        b = &b[pos + len..];
-    }
-    out
-}
-
-/// Takes a connection's output and decodes it, checking RFC 6455 §5.1/§5.3: a client masks every
-/// frame with the key its mask source gave, a server masks none, and no RSV bit is set.
-pub(crate) fn take_wire(conn: &mut Connection) -> Vec<Wire> {
-    let wire = parse_wire(&conn.take_output());
-    for w in &wire {
-        match conn.role() {
-            Role::Client => assert_eq!(w.mask, Some(KEY), "client frame not masked with its key"),
-            Role::Server => assert_eq!(w.mask, None, "server frame masked"),
-        }
-        assert_eq!(w.rsv, 0);
-    }
-    wire
-}
 
 // ---- connections and events -------------------------------------------------------------------
 
@@ -651,7 +506,7 @@ fn rfc6455_5_2_reserved_opcodes_fail_with_1002() {
             let fail = fail_on(server(), &cf(op, fin, payload), 1002);
             assert_eq!(fail.error, ProtocolError::ReservedOpcode(op));
             // The header alone is enough.
-            let fail = fail_on(server(), &header_only(op, fin, Some(KEY), 1000), 1002);
+            let fail = fail_on(server(), &header(op, fin, false, Some(KEY), 1000), 1002);
             assert_eq!(fail.error, ProtocolError::ReservedOpcode(op));
         }
         let fail = fail_on(client(), &sf(op, true, b""), 1002);
@@ -676,7 +531,7 @@ fn rfc6455_5_5_control_frame_over_125_bytes_fails_with_1002() {
         let fail = fail_on(server(), &cf(op, true, &[b'a'; 126]), 1002);
         assert_eq!(fail.error, ProtocolError::ControlTooLong(126));
         // Refused on the header, before the payload arrives.
-        let fail = fail_on(server(), &header_only(op, true, Some(KEY), 65536), 1002);
+        let fail = fail_on(server(), &header(op, true, false, Some(KEY), 65536), 1002);
         assert_eq!(fail.error, ProtocolError::ControlTooLong(65536));
     }
     // 125 is fine: the pong carries the same 125 bytes.
@@ -1023,7 +878,7 @@ fn rfc6455_10_4_frame_over_max_frame_size_fails_with_1009_before_the_payload() {
     for len in [1001u64, 1 << 40] {
         let mut s = server_with(config.clone());
         s.read_buffer()
-            .extend_from_slice(&header_only(OP_BINARY, true, Some(KEY), len));
+            .extend_from_slice(&header(OP_BINARY, true, false, Some(KEY), len));
         let fail = poll_to_failure(s, 1009);
         assert_eq!(
             fail.error,
@@ -1036,7 +891,7 @@ fn rfc6455_10_4_frame_over_max_frame_size_fails_with_1009_before_the_payload() {
     // Continuations count per frame too.
     let mut s = server_with(config.clone());
     s.receive(&cf(OP_TEXT, false, b"a"));
-    s.receive(&header_only(OP_CONT, true, Some(KEY), 1001));
+    s.receive(&header(OP_CONT, true, false, Some(KEY), 1001));
     assert_eq!(
         poll_to_failure(s, 1009).error,
         ProtocolError::FrameTooLarge {
@@ -1046,7 +901,7 @@ fn rfc6455_10_4_frame_over_max_frame_size_fails_with_1009_before_the_payload() {
     );
     // The default limit (16 MiB) against a client.
     let c = client();
-    let fail = fail_on(c, &header_only(OP_BINARY, true, None, (16 << 20) + 1), 1009);
+    let fail = fail_on(c, &header(OP_BINARY, true, false, None, (16 << 20) + 1), 1009);
     assert!(matches!(fail.error, ProtocolError::FrameTooLarge { .. }));
 }
 
@@ -1055,7 +910,7 @@ fn rfc6455_10_4_message_over_max_message_size_fails_with_1009_before_the_payload
     let config = Config::default().max_message_size(Some(1000));
     let mut s = server_with(config.clone());
     s.read_buffer()
-        .extend_from_slice(&header_only(OP_TEXT, true, Some(KEY), 1001));
+        .extend_from_slice(&header(OP_TEXT, true, false, Some(KEY), 1001));
     assert_eq!(s.buffered_input(), 8);
     let fail = poll_to_failure_checking_buffer(s, 1009);
     assert_eq!(
@@ -1082,7 +937,7 @@ fn rfc6455_10_4_message_over_max_message_size_fails_with_1009_before_the_payload
     );
     let mut s = server_with(config.clone());
     s.receive(&[cf(OP_BINARY, false, &[0; 600]), cf(OP_PING, true, b"p")].concat());
-    s.receive(&header_only(OP_CONT, false, Some(KEY), 401));
+    s.receive(&header(OP_CONT, false, false, Some(KEY), 401));
     let fail = poll_to_failure_checking_buffer(s, 1009);
     assert_eq!(
         fail.error,
@@ -1102,7 +957,7 @@ fn rfc6455_10_4_message_over_max_message_size_fails_with_1009_before_the_payload
     for i in 0..10 {
         s.receive(&cf(if i == 0 { OP_TEXT } else { OP_CONT }, false, &[b'a'; 100]));
     }
-    s.receive(&header_only(OP_CONT, true, Some(KEY), 1));
+    s.receive(&header(OP_CONT, true, false, Some(KEY), 1));
     assert!(matches!(
         poll_to_failure(s, 1009).error,
         ProtocolError::MessageTooLarge { size: 1001, .. }
@@ -1138,7 +993,7 @@ fn rfc6455_10_4_a_declared_length_alone_does_not_allocate() {
     let config = Config::default().max_frame_size(None).max_message_size(None);
     let mut s = server_with(config);
     s.read_buffer()
-        .extend_from_slice(&header_only(OP_BINARY, true, Some(KEY), 1 << 50));
+        .extend_from_slice(&header(OP_BINARY, true, false, Some(KEY), 1 << 50));
     assert_eq!(s.poll_event(), Ok(None));
     assert!(s.read_buffer().capacity() <= 2 * MIN_GROWTH);
     for _ in 0..64 {

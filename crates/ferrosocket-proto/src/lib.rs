@@ -54,6 +54,8 @@ mod mask;
 mod message;
 mod output;
 mod prepared;
+#[cfg(test)]
+mod test_wire;
 mod timers;
 mod utf8;
 

@@ -2,88 +2,22 @@
 //! asserted on wire bytes and events. Tests are named after the RFC section they exercise, or
 //! `streamed_*` for the delivery contract itself.
 //!
-//! The wire helpers here ([`frame`], [`parse_frames`]) are written independently of
-//! `frame.rs`; compressed payloads come from flate2 directly or from a peer [`Connection`].
+//! Frames are built and decoded with the crate's test-only wire codec (`test_wire.rs`), written
+//! independently of `frame.rs`; compressed payloads come from flate2 directly or from a peer
+//! [`Connection`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::test_wire::*;
 use flate2::{Compress, Compression, FlushCompress};
 use proptest::prelude::*;
 
 // ---- wire helpers -----------------------------------------------------------------------------
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-const OP_CONT: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-/// A frame header alone (shortest length form), declaring `len` payload bytes.
-fn header(opcode: u8, fin: bool, rsv1: bool, key: Option<[u8; 4]>, len: u64) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
-    let m = if key.is_some() { 0x80 } else { 0 };
-    match len {
-        0..=125 => out.push(m | len as u8),
-        126..=0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    if let Some(k) = key {
-        out.extend_from_slice(&k);
-    }
-    out
-}
-
-fn frame(opcode: u8, fin: bool, rsv1: bool, key: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let mut out = header(opcode, fin, rsv1, key, payload.len() as u64);
-    match key {
-        Some(k) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4])),
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
-/// A server frame (unmasked), as a client receives it.
-fn sf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    frame(opcode, fin, false, None, payload)
-}
-
-/// A client frame (masked with [`KEY`]), as a server receives it.
-fn cf(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    frame(opcode, fin, false, Some(KEY), payload)
-}
-
 /// `(opcode, payload)` of every frame in `b`, unmasked.
-fn parse_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let (len, mut pos) = match b[1] & 0x7f {
-            126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
-            n => (usize::from(n), 2),
-        };
-        let key = (b[1] & 0x80 != 0).then(|| {
-            let k: [u8; 4] = b[pos..pos + 4].try_into().unwrap();
-            pos += 4;
-            k
-        });
-        let mut p = b[pos..pos + len].to_vec();
-        if let Some(k) = key {
-            p.iter_mut().enumerate().for_each(|(i, x)| *x ^= k[i % 4]);
-        }
-        out.push((b[0] & 0x0f, p));
-        b = &b[pos + len..];
-    }
-    out
+fn parse_frames(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    parse_wire(b).into_iter().map(|w| (w.opcode, w.payload)).collect()
 }
 
 /// The status code of the single close frame `conn` wrote last.

@@ -1,14 +1,14 @@
 //! The timer test suite: keepalive, idle, close-handshake and slow-peer timers of
 //! [`Connection`], driven only by instants built from one `Instant::now()` (nothing sleeps).
 //! Every test asserts the exact deadline `poll_timeout()` announces, that nothing happens one
-//! nanosecond before it, and what goes on the wire at it (decoded with the independent wire
-//! helpers of the connection tests).
+//! nanosecond before it, and what goes on the wire at it (decoded with the crate's test-only wire
+//! codec, `test_wire.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::connection::tests::{
-    KEY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Wire, cf, client_with, close_payload, events, parse_wire,
-    poll_all, server_with, sf, take_wire,
+use crate::connection::tests::{client_with, events, poll_all, server_with};
+use crate::test_wire::{
+    KEY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Wire, cf, close_payload, parse_wire, sf, take_wire,
 };
 use crate::{
     CloseCode, CloseFrame, Config, Connection, Event, Keepalive, Message, ProtocolError, ReadError, Role,

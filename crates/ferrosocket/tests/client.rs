@@ -2,7 +2,10 @@
 //! hand-written servers that misbehave, and a small CONNECT proxy. Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use base64::Engine as _;
+use common::within;
 use ferrosocket::proto::HandshakeError;
 use ferrosocket::proto::accept_key;
 use ferrosocket::{
@@ -14,13 +17,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-/// Bounds every wait in these tests.
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("test step timed out")
-}
 
 fn dialer() -> Dialer {
     Dialer::new()
@@ -103,28 +99,40 @@ fn switching(head: &str, extra: &str) -> String {
 #[tokio::test]
 async fn echo_round_trip_and_clean_close() {
     let addr = echo_server(Upgrader::new()).await;
-    let (mut conn, resp) = bounded(dialer().connect(&format!("ws://{addr}/chat")))
+    let (mut conn, resp) = within("dialer.connect", dialer().connect(&format!("ws://{addr}/chat")))
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
     assert_eq!(conn.role(), ferrosocket::Role::Client);
     assert_eq!(conn.peer_addr().unwrap(), addr);
     assert!(!conn.get_ref().is_tls());
-    bounded(conn.send_text("hello")).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("hello"));
+    within("conn.send_text", conn.send_text("hello")).await.unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("hello")
+    );
     let big = vec![7u8; 300_000];
-    bounded(conn.send_binary(big.clone())).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::binary(big));
-    let closed = bounded(conn.close(Some(CloseFrame::new(CloseCode::NORMAL_CLOSURE, "bye"))))
+    within("conn.send_binary", conn.send_binary(big.clone()))
         .await
         .unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::binary(big)
+    );
+    let closed = within(
+        "conn.close",
+        conn.close(Some(CloseFrame::new(CloseCode::NORMAL_CLOSURE, "bye"))),
+    )
+    .await
+    .unwrap();
     assert_eq!(closed.code, CloseCode::NORMAL_CLOSURE);
 }
 
 #[tokio::test]
 async fn subprotocol_chosen_by_server_preference() {
     let addr = echo_server(Upgrader::new().subprotocols(["b.v2", "a.v1"])).await;
-    let (conn, resp) = bounded(
+    let (conn, resp) = within(
+        "dialer.subprotocols.connect,",
         dialer()
             .subprotocols(["a.v1", "b.v2"])
             .connect(&format!("ws://{addr}/")),
@@ -138,9 +146,12 @@ async fn subprotocol_chosen_by_server_preference() {
 #[tokio::test]
 async fn subprotocol_none_in_common_is_none() {
     let addr = echo_server(Upgrader::new().subprotocols(["x"])).await;
-    let (conn, _) = bounded(dialer().subprotocols(["a"]).connect(&format!("ws://{addr}/")))
-        .await
-        .unwrap();
+    let (conn, _) = within(
+        "dialer.subprotocols.connect",
+        dialer().subprotocols(["a"]).connect(&format!("ws://{addr}/")),
+    )
+    .await
+    .unwrap();
     assert_eq!(conn.subprotocol(), None);
 }
 
@@ -153,7 +164,8 @@ async fn server_picking_an_unoffered_subprotocol_fails() {
         let _ = tcp.read(&mut [0; 64]).await;
     })
     .await;
-    let err = bounded(
+    let err = within(
+        "dialer.subprotocols.connect,",
         dialer()
             .subprotocols(["a", "b"])
             .connect(&format!("ws://{addr}/")),
@@ -174,7 +186,7 @@ async fn bad_accept_fails() {
         let _ = tcp.read(&mut [0; 64]).await;
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     assert!(
@@ -198,7 +210,7 @@ async fn refusal_carries_status_headers_and_body() {
     })
     .await;
     let started = tokio::time::Instant::now();
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -221,7 +233,7 @@ async fn refusal_body_until_eof_and_chunked() {
             .unwrap();
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     let Error::BadHandshake(resp) = err else {
@@ -241,7 +253,7 @@ async fn refusal_body_until_eof_and_chunked() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     let Error::BadHandshake(resp) = err else {
@@ -262,7 +274,7 @@ async fn refusal_body_is_bounded() {
         let _ = tcp.write_all(&body).await;
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     let Error::BadHandshake(resp) = err else {
@@ -277,7 +289,7 @@ async fn server_closing_mid_handshake() {
         tcp.write_all(b"HTTP/1.1 101 Swit").await.unwrap();
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     assert!(
@@ -295,7 +307,7 @@ async fn server_sending_garbage() {
         let _ = tcp.read(&mut [0; 64]).await;
     })
     .await;
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     assert!(
@@ -304,26 +316,23 @@ async fn server_sending_garbage() {
     );
 }
 
-#[tokio::test]
+/// A server that accepts the connection and never answers: the handshake timeout ends the
+/// wait, at exactly its duration (a paused clock over an in-memory pipe).
+#[tokio::test(start_paused = true)]
 async fn silent_server_hits_the_handshake_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        drop(tcp);
-    });
+    let (client_io, _server_io) = common::duplex_pair(common::DUPLEX_CAPACITY);
+    let req = ferrosocket::proto::request_from_url("ws://silent.local/").unwrap();
     let started = tokio::time::Instant::now();
-    let err = bounded(
+    let err = within(
+        "the handshake timeout",
         dialer()
             .handshake_timeout(Some(Duration::from_millis(200)))
-            .connect(&format!("ws://{addr}/")),
+            .connect_with_stream(client_io, req),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, Error::Timeout(TimeoutKind::Handshake)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(1));
-    holder.abort();
+    common::assert_waited(started.elapsed(), Duration::from_millis(200));
 }
 
 #[tokio::test]
@@ -341,7 +350,8 @@ async fn full_accept_queue_hits_the_connect_timeout() {
         }
     }
     let started = tokio::time::Instant::now();
-    let err = bounded(
+    let err = within(
+        "dialer.connect_timeout.connect,",
         dialer()
             .connect_timeout(Some(Duration::from_millis(300)))
             .connect(&format!("ws://{addr}/")),
@@ -358,7 +368,7 @@ async fn refused_connection_is_an_io_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = bounded(dialer().connect(&format!("ws://{addr}/")))
+    let err = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
         .await
         .unwrap_err();
     let Error::Io(e) = &err else { panic!("{err:?}") };
@@ -369,7 +379,7 @@ async fn refused_connection_is_an_io_error() {
 #[tokio::test]
 async fn bad_urls_are_rejected_before_connecting() {
     for url in ["ftp://example.com/", "ws://example.com/#frag", "not a url"] {
-        let err = bounded(dialer().connect(url)).await.unwrap_err();
+        let err = within("dialer.connect", dialer().connect(url)).await.unwrap_err();
         assert!(
             matches!(err, Error::Handshake(HandshakeError::BadUrl(_))),
             "{url}: {err:?}"
@@ -386,9 +396,17 @@ async fn leftover_after_101_is_the_first_message() {
         let _ = tcp.read(&mut [0; 64]).await;
     })
     .await;
-    let (mut conn, _) = bounded(dialer().connect(&format!("ws://{addr}/"))).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("hello"));
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::binary(vec![1u8, 2]));
+    let (mut conn, _) = within("dialer.connect", dialer().connect(&format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("hello")
+    );
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::binary(vec![1u8, 2])
+    );
 }
 
 #[tokio::test]
@@ -407,7 +425,8 @@ async fn request_headers_and_masked_frames_on_the_wire() {
         tx.send((head, frames)).unwrap();
     })
     .await;
-    let (mut conn, _) = bounded(
+    let (mut conn, _) = within(
+        "dialer.header.header.header.connect,",
         dialer()
             .header(ORIGIN, HeaderValue::from_static("https://app.example"))
             .header(AUTHORIZATION, HeaderValue::from_static("Bearer t0k"))
@@ -416,9 +435,9 @@ async fn request_headers_and_masked_frames_on_the_wire() {
     )
     .await
     .unwrap();
-    bounded(conn.send_text("abc")).await.unwrap();
-    bounded(conn.send_text("abc")).await.unwrap();
-    let (head, wire) = bounded(rx).await.unwrap();
+    within("conn.send_text", conn.send_text("abc")).await.unwrap();
+    within("conn.send_text", conn.send_text("abc")).await.unwrap();
+    let (head, wire) = within("rx", rx).await.unwrap();
 
     assert!(head.starts_with("GET /path?q=1 HTTP/1.1\r\n"), "{head}");
     assert_eq!(header(&head, "host"), Some(addr.to_string().as_str()));
@@ -462,15 +481,23 @@ async fn connect_with_stream_over_a_pipe() {
         let _ = conn.recv().await;
     });
     let req = ferrosocket::proto::request_from_url("ws://pipe.local/x").unwrap();
-    let (mut conn, _) = bounded(dialer().subprotocols(["p"]).connect_with_stream(client_io, req))
+    let (mut conn, _) = within(
+        "dialer.subprotocols.connect_with_stream",
+        dialer().subprotocols(["p"]).connect_with_stream(client_io, req),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.subprotocol(), Some("p"));
+    within("conn.send_text", conn.send_text("over a pipe"))
         .await
         .unwrap();
-    assert_eq!(conn.subprotocol(), Some("p"));
-    bounded(conn.send_text("over a pipe")).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("over a pipe"));
-    let closed = bounded(conn.close(None)).await.unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("over a pipe")
+    );
+    let closed = within("conn.close", conn.close(None)).await.unwrap();
     assert_eq!(closed.code, CloseCode::NO_STATUS_RECEIVED);
-    bounded(server).await.unwrap();
+    within("server", server).await.unwrap();
 }
 
 // ---- proxy ---------------------------------------------------------------------------------
@@ -519,11 +546,15 @@ async fn proxy_connect_tunnel_with_basic_auth() {
     let dialer = dialer()
         .proxy_url(&format!("http://user:pa%3Ass@{proxy}"))
         .unwrap();
-    let (mut conn, _) = bounded(dialer.connect(&format!("ws://{target}/"))).await.unwrap();
+    let (mut conn, _) = within("dialer.connect", dialer.connect(&format!("ws://{target}/")))
+        .await
+        .unwrap();
     assert_eq!(conn.peer_addr().unwrap(), proxy);
-    bounded(conn.send_text("through the proxy")).await.unwrap();
+    within("conn.send_text", conn.send_text("through the proxy"))
+        .await
+        .unwrap();
     assert_eq!(
-        bounded(conn.recv()).await.unwrap(),
+        within("conn.recv", conn.recv()).await.unwrap(),
         Message::text("through the proxy")
     );
 }
@@ -533,7 +564,7 @@ async fn proxy_refusal_carries_the_status() {
     let target = echo_server(Upgrader::new()).await;
     let proxy = proxy_server().await;
     let dialer = dialer().proxy(ProxyConfig::new("127.0.0.1", proxy.port()).basic_auth("user", "wrong"));
-    let err = bounded(dialer.connect(&format!("ws://{target}/")))
+    let err = within("dialer.connect", dialer.connect(&format!("ws://{target}/")))
         .await
         .unwrap_err();
     match ProxyError::find(&err) {

@@ -4,7 +4,10 @@
 //! Every wait is bounded; timeouts are tested on paused time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use base64::Engine as _;
+use common::within;
 use ferrosocket::http::header::{HOST, HeaderName, HeaderValue, ORIGIN};
 use ferrosocket::http::{self, Request, Uri};
 use ferrosocket::proto::HandshakeError;
@@ -12,20 +15,12 @@ use ferrosocket::proto::accept_key;
 use ferrosocket::{
     Dialer, Error, MaybeTlsStream, Message, ProxyConfig, ProxyError, RequestError, TimeoutKind, Upgrader,
 };
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// Bounds every wait in these tests.
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("test step timed out")
-}
 
 fn dialer() -> Dialer {
     Dialer::new()
@@ -187,7 +182,7 @@ async fn http_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 async fn connector_is_asked_for_the_target_and_its_stream_is_used() {
     let addr = echo_server(Upgrader::new()).await;
     let (dialer, seen) = recording_dialer();
-    let (mut conn, resp) = bounded(dialer.connect(format!("ws://{addr}/hook")))
+    let (mut conn, resp) = within("dialer.connect", dialer.connect(format!("ws://{addr}/hook")))
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
@@ -198,9 +193,12 @@ async fn connector_is_asked_for_the_target_and_its_stream_is_used() {
     assert!(stream.tcp().is_none());
     let err = conn.peer_addr().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Unsupported);
-    bounded(conn.send_text("hooked")).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("hooked"));
-    bounded(conn.close(None)).await.unwrap();
+    within("conn.send_text", conn.send_text("hooked")).await.unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("hooked")
+    );
+    within("conn.close", conn.close(None)).await.unwrap();
 }
 
 #[tokio::test]
@@ -215,14 +213,19 @@ async fn connector_over_an_in_process_pipe() {
             async move { Ok(client) }
         });
     // No name is resolved: the hook is the only way to this host.
-    let (mut conn, _) = bounded(dialer.connect("ws://in-process.invalid/echo"))
+    let (mut conn, _) = within("dialer.connect", dialer.connect("ws://in-process.invalid/echo"))
         .await
         .unwrap();
     assert_eq!(conn.subprotocol(), Some("pipe.v1"));
     let big = vec![3u8; 200_000];
-    bounded(conn.send_binary(big.clone())).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::binary(big));
-    bounded(conn.close(None)).await.unwrap();
+    within("conn.send_binary", conn.send_binary(big.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::binary(big)
+    );
+    within("conn.close", conn.close(None)).await.unwrap();
 }
 
 #[tokio::test]
@@ -231,16 +234,20 @@ async fn connector_is_asked_for_the_proxy_address() {
     let (proxy, heads) = http_proxy().await;
     let (dialer, seen) = recording_dialer();
     let dialer = dialer.proxy_url(&format!("http://user:pa%3Ass@{proxy}")).unwrap();
-    let (mut conn, _) = bounded(dialer.connect(format!("ws://{target}/"))).await.unwrap();
+    let (mut conn, _) = within("dialer.connect", dialer.connect(format!("ws://{target}/")))
+        .await
+        .unwrap();
     assert_eq!(calls(&seen), [("127.0.0.1".to_owned(), proxy.port())]);
     let heads = heads.lock().unwrap().clone();
     assert!(
         heads[0].starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
         "{heads:?}"
     );
-    bounded(conn.send_text("hook, then proxy")).await.unwrap();
+    within("conn.send_text", conn.send_text("hook, then proxy"))
+        .await
+        .unwrap();
     assert_eq!(
-        bounded(conn.recv()).await.unwrap(),
+        within("conn.recv", conn.recv()).await.unwrap(),
         Message::text("hook, then proxy")
     );
 }
@@ -291,7 +298,7 @@ async fn connector_errors_reach_the_caller_unchanged() {
     let dialer = dialer().connector(|_: &str, _: u16| async {
         Err::<TcpStream, _>(io::Error::new(io::ErrorKind::HostUnreachable, NoRoute))
     });
-    let err = bounded(dialer.connect("ws://somewhere.invalid/"))
+    let err = within("dialer.connect", dialer.connect("ws://somewhere.invalid/"))
         .await
         .unwrap_err();
     let Error::Io(e) = &err else { panic!("{err:?}") };
@@ -317,20 +324,25 @@ async fn connect_takes_strings_uris_and_requests() {
     let uri: Uri = url.parse().unwrap();
     let d = dialer();
     let conns = vec![
-        bounded(d.connect(url.as_str())).await.unwrap().0,
-        bounded(d.connect(&url)).await.unwrap().0,
-        bounded(d.connect(url.clone())).await.unwrap().0,
-        bounded(d.connect(&uri)).await.unwrap().0,
-        bounded(d.connect(uri.clone())).await.unwrap().0,
-        bounded(d.connect(Request::get(&url).body(()).unwrap()))
+        within("d.connect", d.connect(url.as_str())).await.unwrap().0,
+        within("d.connect", d.connect(&url)).await.unwrap().0,
+        within("d.connect", d.connect(url.clone())).await.unwrap().0,
+        within("d.connect", d.connect(&uri)).await.unwrap().0,
+        within("d.connect", d.connect(uri.clone())).await.unwrap().0,
+        within("d.connect", d.connect(Request::get(&url).body(()).unwrap()))
             .await
             .unwrap()
             .0,
     ];
     for (i, mut conn) in conns.into_iter().enumerate() {
         let text = format!("conn {i}");
-        bounded(conn.send_text(text.clone())).await.unwrap();
-        assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text(text));
+        within("conn.send_text", conn.send_text(text.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            within("conn.recv", conn.recv()).await.unwrap(),
+            Message::text(text)
+        );
     }
 }
 
@@ -352,8 +364,8 @@ async fn request_headers_merge_with_the_dialers_and_win() {
         .header("x-call", "only here")
         .body(())
         .unwrap();
-    let _conn = bounded(d.connect(req)).await.unwrap();
-    let head = bounded(head).await.unwrap();
+    let _conn = within("d.connect", d.connect(req)).await.unwrap();
+    let head = within("head", head).await.unwrap();
     assert!(head.starts_with("GET /merge?x=1 HTTP/1.1\r\n"), "{head}");
     // The derived Host comes first, as for a URL string.
     let second = head.lines().nth(1).unwrap();
@@ -372,24 +384,26 @@ async fn host_from_the_request_then_the_dialer_then_the_url() {
         .header(HOST, "request.example")
         .body(())
         .unwrap();
-    let _conn = bounded(d.connect(req)).await.unwrap();
+    let _conn = within("d.connect", d.connect(req)).await.unwrap();
     assert_eq!(
-        headers_named(&bounded(head).await.unwrap(), "host"),
+        headers_named(&within("head", head).await.unwrap(), "host"),
         ["request.example"]
     );
 
     let (addr, head) = head_server().await;
-    let _conn = bounded(d.connect(format!("ws://{addr}/"))).await.unwrap();
+    let _conn = within("d.connect", d.connect(format!("ws://{addr}/")))
+        .await
+        .unwrap();
     assert_eq!(
-        headers_named(&bounded(head).await.unwrap(), "host"),
+        headers_named(&within("head", head).await.unwrap(), "host"),
         ["dialer.example"]
     );
 
     let (addr, head) = head_server().await;
     let uri: Uri = format!("ws://{addr}/").parse().unwrap();
-    let _conn = bounded(dialer().connect(uri)).await.unwrap();
+    let _conn = within("dialer.connect", dialer().connect(uri)).await.unwrap();
     assert_eq!(
-        headers_named(&bounded(head).await.unwrap(), "host"),
+        headers_named(&within("head", head).await.unwrap(), "host"),
         [addr.to_string()]
     );
 }
@@ -399,13 +413,15 @@ async fn request_subprotocols_replace_the_dialers() {
     // The server prefers "a": had the offers been merged, it would pick "a".
     let addr = echo_server(Upgrader::new().subprotocols(["a", "b"])).await;
     let d = dialer().subprotocols(["a"]);
-    let (conn, _) = bounded(d.connect(format!("ws://{addr}/"))).await.unwrap();
+    let (conn, _) = within("d.connect", d.connect(format!("ws://{addr}/")))
+        .await
+        .unwrap();
     assert_eq!(conn.subprotocol(), Some("a"));
     let req = Request::get(format!("ws://{addr}/"))
         .header("sec-websocket-protocol", "b, c")
         .body(())
         .unwrap();
-    let (conn, resp) = bounded(d.connect(req)).await.unwrap();
+    let (conn, resp) = within("d.connect", d.connect(req)).await.unwrap();
     assert_eq!(conn.subprotocol(), Some("b"));
     assert_eq!(resp.headers()["sec-websocket-protocol"], "b");
 }
@@ -425,7 +441,7 @@ async fn handshake_headers_in_a_request_are_refused_before_connecting() {
             .header(name, "x")
             .body(())
             .unwrap();
-        let err = bounded(d.connect(req)).await.unwrap_err();
+        let err = within("d.connect", d.connect(req)).await.unwrap_err();
         match RequestError::find(&err) {
             Some(RequestError::ManagedHeader(h)) => assert_eq!(h.as_str(), name),
             other => panic!("{name}: {other:?} from {err:?}"),
@@ -441,20 +457,22 @@ async fn handshake_headers_in_a_request_are_refused_before_connecting() {
 async fn requests_must_be_get_with_an_absolute_websocket_url() {
     let (d, seen) = recording_dialer();
     let post = Request::post("ws://127.0.0.1:9/").body(()).unwrap();
-    let err = bounded(d.connect(post)).await.unwrap_err();
+    let err = within("d.connect", d.connect(post)).await.unwrap_err();
     assert!(
         matches!(err, Error::Handshake(HandshakeError::MethodNotGet)),
         "{err:?}"
     );
     for uri in ["/relative", "ftp://127.0.0.1/"] {
         let req = Request::get(uri).header(HOST, "127.0.0.1").body(()).unwrap();
-        let err = bounded(d.connect(req)).await.unwrap_err();
+        let err = within("d.connect", d.connect(req)).await.unwrap_err();
         assert!(
             matches!(err, Error::Handshake(HandshakeError::BadUrl(_))),
             "{uri}: {err:?}"
         );
     }
-    let err = bounded(d.connect(Uri::from_static("/path"))).await.unwrap_err();
+    let err = within("d.connect", d.connect(Uri::from_static("/path")))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::Handshake(HandshakeError::BadUrl(_))),
         "{err:?}"
@@ -556,7 +574,9 @@ mod tls_proxy {
             .tls_config(trusting(&cert))
             .proxy_url(&proxy_url(proxy))
             .unwrap();
-        let (mut conn, _) = bounded(d.connect(format!("ws://{target}/"))).await.unwrap();
+        let (mut conn, _) = within("d.connect", d.connect(format!("ws://{target}/")))
+            .await
+            .unwrap();
         let heads = heads.lock().unwrap().clone();
         assert_eq!(heads.len(), 1);
         assert!(heads[0].starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")));
@@ -570,10 +590,15 @@ mod tls_proxy {
         assert_eq!(conn.peer_addr().unwrap(), proxy);
         for i in 0..10 {
             let text = format!("via tls proxy {i}");
-            bounded(conn.send_text(text.clone())).await.unwrap();
-            assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text(text));
+            within("conn.send_text", conn.send_text(text.clone()))
+                .await
+                .unwrap();
+            assert_eq!(
+                within("conn.recv", conn.recv()).await.unwrap(),
+                Message::text(text)
+            );
         }
-        bounded(conn.close(None)).await.unwrap();
+        within("conn.close", conn.close(None)).await.unwrap();
     }
 
     #[tokio::test]
@@ -589,17 +614,25 @@ mod tls_proxy {
         assert!(config.is_tls());
         let d = dialer().tls_config(trusting(&server_cert)).proxy(config);
         let url = format!("wss://localhost:{}/secure", target.port());
-        let (mut conn, _) = bounded(d.connect(url)).await.unwrap();
+        let (mut conn, _) = within("d.connect", d.connect(url)).await.unwrap();
         let heads = heads.lock().unwrap().clone();
         assert!(heads[0].starts_with(&format!("CONNECT localhost:{} HTTP/1.1\r\n", target.port())));
         assert!(conn.get_ref().is_tls());
         assert!(matches!(conn.get_ref(), MaybeTlsStream::Layered(_)));
         let big = vec![0x5a_u8; 1 << 20];
-        bounded(conn.send_binary(big.clone())).await.unwrap();
-        assert_eq!(bounded(conn.recv()).await.unwrap(), Message::binary(big));
-        bounded(conn.send_text("inner")).await.unwrap();
-        assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("inner"));
-        bounded(conn.close(None)).await.unwrap();
+        within("conn.send_binary", conn.send_binary(big.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            within("conn.recv", conn.recv()).await.unwrap(),
+            Message::binary(big)
+        );
+        within("conn.send_text", conn.send_text("inner")).await.unwrap();
+        assert_eq!(
+            within("conn.recv", conn.recv()).await.unwrap(),
+            Message::text("inner")
+        );
+        within("conn.close", conn.close(None)).await.unwrap();
     }
 
     #[tokio::test]
@@ -613,12 +646,17 @@ mod tls_proxy {
             .proxy_url(&proxy_url(proxy))
             .unwrap();
         let url = format!("wss://localhost:{}/", target.port());
-        let (mut conn, _) = bounded(d.connect(url)).await.unwrap();
+        let (mut conn, _) = within("d.connect", d.connect(url)).await.unwrap();
         assert_eq!(calls(&seen), [("localhost".to_owned(), proxy.port())]);
         let stream = conn.get_ref();
         assert!(stream.is_tls() && stream.tcp().is_none());
-        bounded(conn.send_text("three layers")).await.unwrap();
-        assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("three layers"));
+        within("conn.send_text", conn.send_text("three layers"))
+            .await
+            .unwrap();
+        assert_eq!(
+            within("conn.recv", conn.recv()).await.unwrap(),
+            Message::text("three layers")
+        );
     }
 
     #[tokio::test]
@@ -627,14 +665,19 @@ mod tls_proxy {
         let target = wss_echo_server(&cert).await;
         let (d, seen) = recording_dialer();
         let d = d.tls_config(trusting(&cert));
-        let (mut conn, _) = bounded(d.connect(format!("wss://localhost:{}/", target.port())))
-            .await
-            .unwrap();
+        let (mut conn, _) = within(
+            "d.connect",
+            d.connect(format!("wss://localhost:{}/", target.port())),
+        )
+        .await
+        .unwrap();
         assert_eq!(calls(&seen), [("localhost".to_owned(), target.port())]);
         assert!(conn.get_ref().is_tls());
-        bounded(conn.send_text("tls over a hook")).await.unwrap();
+        within("conn.send_text", conn.send_text("tls over a hook"))
+            .await
+            .unwrap();
         assert_eq!(
-            bounded(conn.recv()).await.unwrap(),
+            within("conn.recv", conn.recv()).await.unwrap(),
             Message::text("tls over a hook")
         );
     }
@@ -648,7 +691,9 @@ mod tls_proxy {
             .tls(true)
             .basic_auth("user", "wrong");
         let d = dialer().tls_config(trusting(&cert)).proxy(config);
-        let err = bounded(d.connect(format!("ws://{target}/"))).await.unwrap_err();
+        let err = within("d.connect", d.connect(format!("ws://{target}/")))
+            .await
+            .unwrap_err();
         match ProxyError::find(&err) {
             Some(ProxyError::Refused { status, headers, .. }) => {
                 assert_eq!(*status, 407);
@@ -667,7 +712,9 @@ mod tls_proxy {
             .tls_config(trusting(&other))
             .proxy_url(&proxy_url(proxy))
             .unwrap();
-        let err = bounded(d.connect("ws://127.0.0.1:9/")).await.unwrap_err();
+        let err = within("d.connect", d.connect("ws://127.0.0.1:9/"))
+            .await
+            .unwrap_err();
         let Error::Io(e) = &err else { panic!("{err:?}") };
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         let text = err.to_string();
@@ -699,7 +746,9 @@ mod tls_proxy {
             .tls_config(trusting(&cert))
             .proxy_url(&format!("https://localhost:{}", proxy.port()))
             .unwrap();
-        let err = bounded(d.connect("ws://127.0.0.1:9/")).await.unwrap_err();
+        let err = within("d.connect", d.connect("ws://127.0.0.1:9/"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Io(_) | Error::Closed(_)), "{err:?}");
         assert!(err.to_string().contains("proxy"), "{err}");
     }

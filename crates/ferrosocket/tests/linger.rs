@@ -9,23 +9,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::{Client, within};
 use ferrosocket::proto::{Config, Connection, Event, ProtocolError, Role};
 use ferrosocket::{CloseCode, CloseFrame, Error, MessageKind, Upgrader};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// The server's message limit.
 const LIMIT: usize = 1 << 20;
@@ -36,59 +34,15 @@ const FRAGMENT: usize = 64 << 10;
 /// The most one client writes in one message.
 const MAX_STREAM: usize = 64 << 20;
 
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
-
-const REQUEST: &str = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-/// A server whose one connection echoes (recv + feed) until the session ends; the task
-/// returns how it ended.
-async fn serve(upgrader: Upgrader) -> (SocketAddr, JoinHandle<Error>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        let mut conn = upgrader.accept(s).await.unwrap();
-        loop {
-            match conn.recv().await {
-                Ok(m) => {
-                    if let Err(e) = conn.feed(m).await {
-                        return e;
-                    }
-                }
-                Err(e) => return e,
-            }
-        }
-    });
-    (addr, task)
-}
-
 fn limited() -> Upgrader {
     Upgrader::new().max_message_size(Some(LIMIT))
 }
 
 /// Connects and upgrades; returns the two halves of the socket.
 async fn connect(addr: SocketAddr) -> (OwnedReadHalf, OwnedWriteHalf) {
-    let mut stream = within("connect", TcpStream::connect(addr)).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream.write_all(REQUEST.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        within("the 101", stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream.into_split()
+    let client = Client::connect_to(addr).await;
+    assert!(client.raw.is_empty(), "bytes after the 101: {:?}", client.raw);
+    client.io.into_split()
 }
 
 /// The first fragment of a binary message and one continuation fragment, masked by a client
@@ -187,7 +141,7 @@ fn assert_too_large(err: &Error) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_stream_at_full_speed_gets_1009_with_its_reason() {
     for round in 0..10 {
-        let (addr, server) = serve(limited()).await;
+        let (addr, server) = common::serve_echo_once(limited()).await;
         let (rd, mut wr) = connect(addr).await;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(rd, stop.clone());
@@ -216,7 +170,7 @@ async fn oversized_stream_at_full_speed_gets_1009_with_its_reason() {
 /// write side down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_keeps_reading_until_the_peer_closes() {
-    let (addr, mut server) = serve(limited()).await;
+    let (addr, mut server) = common::serve_echo_once(limited()).await;
     let (rd, mut wr) = connect(addr).await;
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(rd, stop.clone());
@@ -265,7 +219,7 @@ async fn server_keeps_reading_until_the_peer_closes() {
 async fn linger_is_bounded_by_the_close_timeout() {
     for trickle in [false, true] {
         let upgrader = limited().close_timeout(Duration::from_millis(300));
-        let (addr, server) = serve(upgrader).await;
+        let (addr, server) = common::serve_echo_once(upgrader).await;
         let (rd, mut wr) = connect(addr).await;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(rd, stop.clone());
@@ -305,7 +259,7 @@ async fn linger_is_bounded_by_the_close_timeout() {
 /// budget, long before the (default, 10 s) close timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linger_is_bounded_by_its_byte_budget() {
-    let (addr, server) = serve(limited()).await;
+    let (addr, server) = common::serve_echo_once(limited()).await;
     let (rd, mut wr) = connect(addr).await;
     let reader = spawn_reader(rd, Arc::new(AtomicBool::new(false)));
     let start = Instant::now();

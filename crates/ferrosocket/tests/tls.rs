@@ -3,22 +3,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "rustls")]
 
+mod common;
+
+use common::within;
 use ferrosocket::tls::rustls::RootCertStore;
 use ferrosocket::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use ferrosocket::tls::{TlsAcceptor, client_config_with_roots, server_config, server_config_from_pem};
 use ferrosocket::{CloseCode, Dialer, Error, Message, ProxyConfig, Upgrader};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(5), f)
-        .await
-        .expect("test step timed out")
-}
 
 struct Cert {
     der: CertificateDer<'static>,
@@ -84,19 +80,31 @@ async fn wss_echo_round_trip() {
     let cert = self_signed();
     let addr = wss_echo_server(server_config(vec![cert.der.clone()], key(&cert)).unwrap()).await;
     let url = format!("wss://localhost:{}/secure", addr.port());
-    let (mut conn, resp) = bounded(trusting(&cert).connect(&url)).await.unwrap();
+    let (mut conn, resp) = within("trusting.connect", trusting(&cert).connect(&url))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 101);
     assert!(conn.get_ref().is_tls());
     assert!(matches!(conn.get_ref(), ferrosocket::MaybeTlsStream::Rustls(_)));
     for i in 0..20 {
         let text = format!("secret {i}");
-        bounded(conn.send_text(text.clone())).await.unwrap();
-        assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text(text));
+        within("conn.send_text", conn.send_text(text.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            within("conn.recv", conn.recv()).await.unwrap(),
+            Message::text(text)
+        );
     }
     let big = vec![0x5a_u8; 1 << 20];
-    bounded(conn.send_binary(big.clone())).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::binary(big));
-    let closed = bounded(conn.close(None)).await.unwrap();
+    within("conn.send_binary", conn.send_binary(big.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::binary(big)
+    );
+    let closed = within("conn.close", conn.close(None)).await.unwrap();
     assert_eq!(closed.code, CloseCode::NO_STATUS_RECEIVED);
 }
 
@@ -106,9 +114,12 @@ async fn untrusted_certificate_is_refused() {
     let addr = wss_echo_server(server_config(vec![cert.der.clone()], key(&cert)).unwrap()).await;
     let url = format!("wss://localhost:{}/", addr.port());
     // The default configuration trusts Mozilla's roots only.
-    let err = bounded(Dialer::new().proxy_from_env(false).connect(&url))
-        .await
-        .unwrap_err();
+    let err = within(
+        "Dialer::new.proxy_from_env.connect",
+        Dialer::new().proxy_from_env(false).connect(&url),
+    )
+    .await
+    .unwrap_err();
     let Error::Io(e) = &err else { panic!("{err:?}") };
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
     let text = err.to_string();
@@ -122,9 +133,12 @@ async fn untrusted_certificate_is_refused() {
 async fn server_name_must_match_the_url_host() {
     let cert = self_signed(); // valid for "localhost" only
     let addr = wss_echo_server(server_config(vec![cert.der.clone()], key(&cert)).unwrap()).await;
-    let err = bounded(trusting(&cert).connect(&format!("wss://{addr}/")))
-        .await
-        .unwrap_err();
+    let err = within(
+        "trusting.connect",
+        trusting(&cert).connect(&format!("wss://{addr}/")),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData),
         "{err:?}"
@@ -142,9 +156,12 @@ async fn plain_server_behind_a_wss_url_fails_cleanly() {
         let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
     });
     let cert = self_signed();
-    let err = bounded(trusting(&cert).connect(&format!("wss://localhost:{}/", addr.port())))
-        .await
-        .unwrap_err();
+    let err = within(
+        "trusting.connect",
+        trusting(&cert).connect(&format!("wss://localhost:{}/", addr.port())),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::Io(_) | Error::Closed(_)), "{err:?}");
 }
 
@@ -172,9 +189,14 @@ async fn wss_through_a_connect_proxy() {
     });
     let dialer = trusting(&cert).proxy(ProxyConfig::new("127.0.0.1", proxy.port()));
     let url = format!("wss://localhost:{}/", target.port());
-    let (mut conn, _) = bounded(dialer.connect(&url)).await.unwrap();
-    bounded(conn.send_text("tunnelled")).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("tunnelled"));
+    let (mut conn, _) = within("dialer.connect", dialer.connect(&url)).await.unwrap();
+    within("conn.send_text", conn.send_text("tunnelled"))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("tunnelled")
+    );
 }
 
 #[tokio::test]
@@ -189,7 +211,9 @@ async fn proxy_bytes_before_tls_are_an_error() {
     });
     let cert = self_signed();
     let dialer = trusting(&cert).proxy(ProxyConfig::new("127.0.0.1", proxy.port()));
-    let err = bounded(dialer.connect("wss://localhost:1/")).await.unwrap_err();
+    let err = within("dialer.connect", dialer.connect("wss://localhost:1/"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             ferrosocket::ProxyError::find(&err),
@@ -210,9 +234,14 @@ async fn server_config_from_pem_files() {
 
     let addr = wss_echo_server(server_config_from_pem(&cert_path, &key_path).unwrap()).await;
     let url = format!("wss://localhost:{}/", addr.port());
-    let (mut conn, _) = bounded(trusting(&cert).connect(&url)).await.unwrap();
-    bounded(conn.send_text("pem")).await.unwrap();
-    assert_eq!(bounded(conn.recv()).await.unwrap(), Message::text("pem"));
+    let (mut conn, _) = within("trusting.connect", trusting(&cert).connect(&url))
+        .await
+        .unwrap();
+    within("conn.send_text", conn.send_text("pem")).await.unwrap();
+    assert_eq!(
+        within("conn.recv", conn.recv()).await.unwrap(),
+        Message::text("pem")
+    );
 
     // Wrong files give errors that name the file.
     let err = server_config_from_pem(&key_path, &key_path).unwrap_err();

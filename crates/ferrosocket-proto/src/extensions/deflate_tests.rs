@@ -13,6 +13,7 @@ use crate::extensions::parse_extensions;
 use crate::handshake::HandshakeError;
 use crate::handshake::client::ClientHandshake;
 use crate::handshake::server::ServerHandshake;
+use crate::test_wire::{KEY, Wire, frame, parse_wire};
 use crate::{Config, Connection, Event, Message, MessageKind, ReadError, Role, SendError};
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -1306,64 +1307,16 @@ fn rfc7692_8_limit_is_on_the_inflated_size() {
 
 // ---- §6 through Connection -----------------------------------------------------------------
 
-/// A frame as parsed from a connection's output, payload unmasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Frame {
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    masked: bool,
-    payload: Vec<u8>,
+/// Every frame in a connection's output (payload unmasked); RSV2 and RSV3 are never set.
+fn parse_frames(b: &[u8]) -> Vec<Wire> {
+    let frames = parse_wire(b);
+    assert!(frames.iter().all(|f| f.rsv & 0b011 == 0), "RSV2/RSV3 never set");
+    frames
 }
 
-fn parse_frames(mut b: &[u8]) -> Vec<Frame> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let (len, mut pos) = match b[1] & 0x7f {
-            126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
-            n => (n as usize, 2),
-        };
-        assert_eq!(b[0] & 0x30, 0, "RSV2/RSV3 never set");
-        let mask = (b[1] & 0x80 != 0).then(|| {
-            let k: [u8; 4] = b[pos..pos + 4].try_into().unwrap();
-            pos += 4;
-            k
-        });
-        let mut payload = b[pos..pos + len].to_vec();
-        if let Some(k) = mask {
-            payload.iter_mut().enumerate().for_each(|(i, x)| *x ^= k[i % 4]);
-        }
-        out.push(Frame {
-            fin: b[0] & 0x80 != 0,
-            rsv1: b[0] & 0x40 != 0,
-            opcode: b[0] & 0x0f,
-            masked: mask.is_some(),
-            payload,
-        });
-        b = &b[pos + len..];
-    }
-    out
-}
-
-/// A client frame (masked), with RSV1 as given.
+/// A client frame (masked with [`KEY`]), with RSV1 as given.
 fn client_frame(opcode: u8, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
+    frame(opcode, fin, rsv1, Some(KEY), payload)
 }
 
 fn pair(p: &DeflateParams, cfg: &DeflateConfig) -> (Connection, Connection) {
@@ -1375,7 +1328,7 @@ fn pair(p: &DeflateParams, cfg: &DeflateConfig) -> (Connection, Connection) {
 }
 
 /// Moves everything `from` wrote to `to`; returns the frames.
-fn transfer(from: &mut Connection, to: &mut Connection) -> Vec<Frame> {
+fn transfer(from: &mut Connection, to: &mut Connection) -> Vec<Wire> {
     let bytes = from.take_output();
     to.receive(&bytes);
     parse_frames(&bytes)
@@ -1403,7 +1356,7 @@ fn failure(c: &mut Connection) -> (ProtocolError, u16) {
     };
     let frames = parse_frames(&c.take_output());
     let close = frames.iter().rfind(|f| f.opcode == 8).expect("a close frame");
-    assert!(!close.rsv1);
+    assert!(!close.rsv1());
     (err, u16::from_be_bytes([close.payload[0], close.payload[1]]))
 }
 
@@ -1434,8 +1387,8 @@ fn rfc7692_6_round_trip_both_directions() {
                 tx.send(m.clone()).unwrap();
                 let frames = transfer(tx, rx);
                 assert_eq!(frames.len(), 1);
-                assert!(frames[0].rsv1 && frames[0].fin);
-                assert_eq!(frames[0].masked, from_client);
+                assert!(frames[0].rsv1() && frames[0].fin);
+                assert_eq!(frames[0].masked(), from_client);
                 sizes.push(frames[0].payload.len());
                 assert_eq!(&next_message(rx), m, "{p:?} from_client={from_client}");
             }
@@ -1472,7 +1425,7 @@ fn rfc7692_6_1_rsv1_on_the_first_frame_only() {
         .send_fragment(MessageKind::Text, Bytes::from(part.clone()), true)
         .unwrap();
     let frames = transfer(&mut client, &mut server);
-    let shape: Vec<_> = frames.iter().map(|f| (f.opcode, f.fin, f.rsv1)).collect();
+    let shape: Vec<_> = frames.iter().map(|f| (f.opcode, f.fin, f.rsv1())).collect();
     assert_eq!(
         shape,
         [
@@ -1502,7 +1455,7 @@ fn rfc7692_6_1_rsv1_on_the_first_frame_only() {
         )))
         .unwrap();
     let frames = transfer(&mut server, &mut client);
-    assert!(frames.iter().all(|f| !f.rsv1 || f.opcode == 1));
+    assert!(frames.iter().all(|f| !f.rsv1() || f.opcode == 1));
     assert!(frames.iter().any(|f| f.opcode == 10) && frames.iter().any(|f| f.opcode == 8));
 }
 
@@ -1588,7 +1541,7 @@ fn rfc7692_6_write_compression_off_and_threshold() {
     assert!(!client.compresses_writes());
     client.send(Message::binary(long.clone())).unwrap();
     let f = transfer(&mut client, &mut server);
-    assert!(!f[0].rsv1);
+    assert!(!f[0].rsv1());
     assert_eq!(f[0].payload, long);
     assert_eq!(next_message(&mut server).as_bytes(), &long);
     client.set_write_compression(true);
@@ -1596,7 +1549,7 @@ fn rfc7692_6_write_compression_off_and_threshold() {
         let msg = text_like(len as u64, len);
         client.send(Message::binary(msg.clone())).unwrap();
         let f = transfer(&mut client, &mut server);
-        assert_eq!(f[0].rsv1, compressed, "{len} bytes");
+        assert_eq!(f[0].rsv1(), compressed, "{len} bytes");
         if !compressed {
             assert_eq!(f[0].payload, msg);
         }
@@ -1610,7 +1563,7 @@ fn rfc7692_6_write_compression_off_and_threshold() {
         .send_fragment(MessageKind::Binary, Bytes::from_static(b"c"), true)
         .unwrap();
     let f = transfer(&mut client, &mut server);
-    assert_eq!((f[0].rsv1, f[1].rsv1), (true, false));
+    assert_eq!((f[0].rsv1(), f[1].rsv1()), (true, false));
     assert_eq!(next_message(&mut server).as_bytes(), &b"abc"[..]);
 }
 
@@ -1633,7 +1586,7 @@ fn rfc7692_7_2_3_6_streamed_message_ending_empty() {
             for m in ["", "", "x", "Hello Hello Hello Hello"] {
                 client.send(Message::text(m)).unwrap();
                 let f = transfer(&mut client, &mut server);
-                assert_eq!(f[0].rsv1, m.len() >= threshold, "{m:?}");
+                assert_eq!(f[0].rsv1(), m.len() >= threshold, "{m:?}");
                 assert_eq!(
                     next_message(&mut server),
                     Message::text(m),
@@ -1726,8 +1679,8 @@ fn send_fragmented(
         .unwrap();
     let frames = transfer(tx, rx);
     // Only the first data frame may carry RSV1 (auto-pongs may come first).
-    assert!(frames.iter().filter(|f| f.opcode <= 2).skip(1).all(|f| !f.rsv1));
-    assert!(frames.iter().filter(|f| f.opcode > 2).all(|f| !f.rsv1));
+    assert!(frames.iter().filter(|f| f.opcode <= 2).skip(1).all(|f| !f.rsv1()));
+    assert!(frames.iter().filter(|f| f.opcode > 2).all(|f| !f.rsv1()));
     next_message(rx)
 }
 
@@ -1773,7 +1726,7 @@ fn compression_level_changes_between_messages_and_the_peer_still_inflates() {
             text,
             "context takeover survives the switch"
         );
-        assert!(best[0].rsv1 && stored[0].rsv1);
+        assert!(best[0].rsv1() && stored[0].rsv1());
         assert!(
             stored[0].payload.len() > text.len() && best[0].payload.len() < text.len() / 2,
             "level 0 stores ({} bytes), level 9 compresses ({} bytes)",
