@@ -536,8 +536,8 @@ async fn proxy_refusal_carries_the_status() {
     let err = bounded(dialer.connect(&format!("ws://{target}/")))
         .await
         .unwrap_err();
-    match ProxyError::find(&err) {
-        Some(ProxyError::Refused {
+    match &err {
+        Error::Proxy(ProxyError::Refused {
             status,
             headers,
             target: t,
@@ -546,7 +546,7 @@ async fn proxy_refusal_carries_the_status() {
             assert!(headers.contains_key("proxy-authenticate"));
             assert_eq!(t, &target.to_string());
         }
-        other => panic!("{other:?} from {err:?}"),
+        other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("407"), "{err}");
 }

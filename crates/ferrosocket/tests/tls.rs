@@ -192,8 +192,8 @@ async fn proxy_bytes_before_tls_are_an_error() {
     let err = bounded(dialer.connect("wss://localhost:1/")).await.unwrap_err();
     assert!(
         matches!(
-            ferrosocket::ProxyError::find(&err),
-            Some(ferrosocket::ProxyError::UnexpectedData)
+            err,
+            ferrosocket::Error::Proxy(ferrosocket::ProxyError::UnexpectedData)
         ),
         "{err:?}"
     );
