@@ -217,8 +217,9 @@ pub enum ProxyError {
         target: String,
         /// The proxy's status.
         status: StatusCode,
-        /// The proxy's response headers (`Proxy-Authenticate`...).
-        headers: HeaderMap,
+        /// The proxy's response headers (`Proxy-Authenticate`...), boxed to keep [`Error`]
+        /// small.
+        headers: Box<HeaderMap>,
     },
     /// The proxy's answer to `CONNECT` is not HTTP.
     #[error("the proxy's answer to CONNECT is not valid http ({0}); check that the address is an http proxy")]

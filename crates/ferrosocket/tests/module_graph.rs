@@ -182,7 +182,7 @@ fn reexports(lib: &str) -> BTreeMap<String, String> {
         let after = &rest[module.len()..];
         let names: Vec<String> = match after.find('{') {
             Some(open) => after[open + 1..]
-                .split(|c: char| c == ',' || c == '}' || c == '{')
+                .split([',', '}', '{'])
                 .map(|n| n.trim().rsplit("::").next().unwrap_or_default().to_owned())
                 .filter(|n| !n.is_empty())
                 .collect(),

@@ -285,7 +285,7 @@ where
                 return Err(ProxyError::Refused {
                     target: authority,
                     status,
-                    headers,
+                    headers: Box::new(headers),
                 }
                 .into());
             }
