@@ -20,7 +20,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Options of `ferrosocket client`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ClientArgs {
-    /// The server: ws://host[:port]/path or wss://host[:port]/path.
+    /// The server: `ws://host[:port]/path` or `wss://host[:port]/path`.
     url: String,
     /// Send each stdin line as a binary message instead of text.
     #[arg(long)]
@@ -37,7 +37,7 @@ pub(crate) struct ClientArgs {
     /// Add a request header, written 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
-    /// Send this Origin header (e.g. https://example.com).
+    /// Send this Origin header (e.g. `https://example.com`).
     #[arg(long, value_name = "URL")]
     origin: Option<String>,
     /// Send a ping every SECS seconds.
@@ -47,7 +47,7 @@ pub(crate) struct ClientArgs {
     /// 1000 and exit.
     #[arg(long)]
     once: bool,
-    /// Connect through this HTTP proxy (http://[user:password@]host:port) instead of the one
+    /// Connect through this HTTP proxy (`http://[user:password@]host:port`) instead of the one
     /// HTTP_PROXY / HTTPS_PROXY name.
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,

@@ -66,8 +66,12 @@ pub use error::{ProtocolError, ReadError, SendError};
 pub use extensions::deflate::{DeflateConfig, DeflateNegotiationError, DeflateParams, SharedCompression};
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
 pub use frame::{FrameHeader, HeaderError, MAX_HEADER_LEN, OpCode};
-pub use handshake::client::{ClientHandshake, Target, request_from_url, uri_target, url_target};
+pub use handshake::body::{BodyDecoder, DEFAULT_BODY_CAP};
+pub use handshake::client::{
+    ClientHandshake, MANAGED_HEADERS, Target, request_from_url, uri_target, url_target,
+};
 pub use handshake::http::{parse_request, parse_response, write_request, write_response};
+pub use handshake::proxy::{ConnectAnswer, connect_authority, parse_connect_response, write_connect_request};
 pub use handshake::server::{Accepted, Rejection, ServerHandshake, check_same_origin};
 pub use handshake::{
     HandshakeError, Limits, Negotiated, accept_key, generate_key, header_has_token, header_tokens,

@@ -1,13 +1,12 @@
 //! The network addresses of a connection's transport, whatever its layers.
 
-use crate::Conn;
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A transport with a local and a remote socket address: TCP, and TLS over anything that has
-/// them. It gives [`Conn::peer_addr`] and [`Conn::local_addr`] (gorilla's `RemoteAddr` and
-/// `LocalAddr`) to a `Conn` over that transport.
+/// them. It gives [`Conn::peer_addr`](crate::Conn::peer_addr) and
+/// [`Conn::local_addr`](crate::Conn::local_addr) (gorilla's `RemoteAddr` and `LocalAddr`) to a
+/// `Conn` over that transport.
 ///
 /// Implemented for [`tokio::net::TcpStream`], for rustls' client and server streams
 /// ([`tls::ClientTlsStream`](crate::tls::ClientTlsStream),
@@ -82,21 +81,5 @@ impl<S: SocketAddrs> SocketAddrs for tokio_rustls::TlsStream<S> {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.get_ref().0.local_addr()
-    }
-}
-
-impl<S> Conn<S>
-where
-    S: SocketAddrs + AsyncRead + AsyncWrite + Unpin,
-{
-    /// The address of the peer (gorilla's `RemoteAddr`): for TLS, that of the transport
-    /// beneath it. See [`SocketAddrs`] for the transports that have one.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.get_ref().peer_addr()
-    }
-
-    /// Our own address (gorilla's `LocalAddr`): for TLS, that of the transport beneath it.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.get_ref().local_addr()
     }
 }

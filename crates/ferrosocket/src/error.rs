@@ -1,7 +1,11 @@
-//! Errors, and gorilla-style close classification.
+//! Errors, and gorilla-style close classification. Every error type the crate returns lives
+//! here, so that no module needs another just to name its errors.
 
+use bytes::Bytes;
 use ferrosocket_proto::HandshakeError;
 use ferrosocket_proto::{CloseCode, CloseFrame, ProtocolError, SendError};
+use http::header::HeaderName;
+use http::{HeaderMap, StatusCode};
 use std::fmt;
 use std::io;
 
@@ -99,7 +103,7 @@ pub enum Error {
     /// The server refused the opening handshake (a status other than 101; gorilla's
     /// `ErrBadHandshake`): its status, headers and the start of its body.
     #[error(transparent)]
-    BadHandshake(Box<crate::dialer::HandshakeResponse>),
+    BadHandshake(Box<HandshakeResponse>),
     /// The [`Upgrader::on_request`](crate::Upgrader::on_request) callback refused the upgrade:
     /// its response, with this status, was sent and the transport closed.
     #[error("upgrade rejected by the request callback with {status}")]
@@ -110,7 +114,15 @@ pub enum Error {
     /// The [`Upgrader::on_request`](crate::Upgrader::on_request) callback made a decision the
     /// handshake cannot honour (a bug in the callback); 500 was sent and the transport closed.
     #[error("upgrade callback error: {0}")]
-    BadDecision(#[from] crate::DecisionError),
+    BadDecision(#[from] DecisionError),
+    /// Going through an HTTP proxy failed: a bad proxy URL, a refusal (with the proxy's status
+    /// and headers), or a proxy that does not speak HTTP.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// A request passed to [`Dialer::connect`](crate::Dialer::connect) was refused before
+    /// anything was sent.
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// A deadline or timeout passed.
     #[error("timed out: {0:?}")]
     Timeout(TimeoutKind),
@@ -129,6 +141,140 @@ pub enum Error {
     #[cfg(feature = "json")]
     #[error("value could not be serialized as json (nothing was sent): {0}")]
     JsonEncode(#[source] serde_json::Error),
+}
+
+/// The answer to a refused opening handshake (gorilla's `ErrBadHandshake` with its response),
+/// carried by [`Error::BadHandshake`].
+///
+/// ```no_run
+/// # async fn run() {
+/// use ferrosocket::{Dialer, Error};
+/// match Dialer::new().connect("ws://127.0.0.1:8080/ws").await {
+///     Err(Error::BadHandshake(resp)) => {
+///         eprintln!("refused with {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+///     }
+///     Err(other) => eprintln!("{other}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HandshakeResponse {
+    /// The status the server answered with (not 101).
+    pub status: StatusCode,
+    /// The response headers (`WWW-Authenticate`, `Retry-After`...).
+    pub headers: HeaderMap,
+    /// The start of the body: at most 64 KiB, read by `Content-Length`, chunked encoding or
+    /// until the server closed, within the handshake timeout.
+    pub body: Bytes,
+    /// The handshake error ([`HandshakeError::Status`]).
+    pub error: HandshakeError,
+}
+
+impl fmt::Display for HandshakeResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if !text.is_empty() {
+            let mut shown: String = text.chars().take(200).collect();
+            if shown.len() < text.len() {
+                shown.push_str("...");
+            }
+            write!(f, " (response body: {shown:?})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for HandshakeResponse {}
+
+/// Why going through an HTTP proxy failed, carried by [`Error::Proxy`].
+///
+/// ```
+/// use ferrosocket::{Dialer, Error, ProxyError};
+/// let err = Dialer::new().proxy_url("socks5://127.0.0.1:1080").unwrap_err();
+/// assert!(matches!(err, Error::Proxy(ProxyError::BadUrl { .. })));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The proxy URL cannot be used.
+    #[error("invalid proxy url {url:?}: {reason}")]
+    BadUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The proxy refused to open the tunnel (a status other than 2xx).
+    #[error(
+        "the proxy refused to connect to {target} with status {status}; check the proxy address and credentials (407: the proxy wants credentials)"
+    )]
+    Refused {
+        /// `host:port` asked for.
+        target: String,
+        /// The proxy's status.
+        status: StatusCode,
+        /// The proxy's response headers (`Proxy-Authenticate`...), boxed to keep [`Error`]
+        /// small.
+        headers: Box<HeaderMap>,
+    },
+    /// The proxy's answer to `CONNECT` is not HTTP.
+    #[error("the proxy's answer to CONNECT is not valid http ({0}); check that the address is an http proxy")]
+    Malformed(HandshakeError),
+    /// The proxy closed the connection before answering `CONNECT`.
+    #[error(
+        "the proxy closed the connection before answering CONNECT; check that the address is an http proxy"
+    )]
+    Closed,
+    /// The proxy sent bytes after its answer, before the TLS handshake began.
+    #[error(
+        "the proxy sent data after accepting the tunnel, before tls began; the proxy is not behaving as an http proxy"
+    )]
+    UnexpectedData,
+}
+
+/// Why a request passed to [`Dialer::connect`](crate::Dialer::connect) was refused before
+/// connecting, carried by [`Error::Request`].
+///
+/// ```
+/// # async fn run() {
+/// use ferrosocket::{Dialer, Error, RequestError, http};
+/// let request = http::Request::get("ws://127.0.0.1:9/")
+///     .header("sec-websocket-version", "8")
+///     .body(())
+///     .unwrap();
+/// let err = Dialer::new().connect(request).await.unwrap_err();
+/// assert!(matches!(err, Error::Request(RequestError::ManagedHeader(_))));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The request sets a header the opening handshake manages.
+    #[error(
+        "the request sets the {0} header, which the websocket handshake manages; remove it (offer compression with Dialer::enable_compression)"
+    )]
+    ManagedHeader(HeaderName),
+}
+
+/// A decision of the [`Upgrader::on_request`](crate::Upgrader::on_request) callback that the
+/// handshake cannot honour: a bug in the callback, not in the client. The client was answered
+/// with `500 Internal Server Error` (no detail leaks to it) and the transport closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecisionError {
+    /// [`Accept::subprotocol`](crate::Accept::subprotocol) named a protocol the client did not offer.
+    #[error("the callback chose subprotocol {0:?}, which the client did not offer")]
+    SubprotocolNotOffered(String),
+    /// [`Accept::header`](crate::Accept::header) set a header the handshake writes itself.
+    #[error("the callback set {0}, a header the handshake writes itself")]
+    ReservedHeader(HeaderName),
+    /// [`Reject`](crate::Reject) had a status below 300, which would not end the exchange as a refusal.
+    #[error("the callback refused with status {0}; a refusal needs 300 or above")]
+    RejectStatus(StatusCode),
 }
 
 impl From<io::Error> for Error {

@@ -70,35 +70,36 @@
 //! loses no byte, even mid-frame.
 
 mod addr;
-mod client_request;
+mod client;
 mod conn;
-mod dialer;
 mod error;
 #[cfg(feature = "json")]
 mod json;
+mod maybe_tls;
 mod pool;
 mod prepared;
 mod shutdown;
-mod split;
+mod slot;
 #[cfg(feature = "stream")]
 mod stream;
 #[cfg(feature = "rustls")]
 pub mod tls;
-mod transport;
 mod upgrader;
 
 pub use addr::SocketAddrs;
-pub use client_request::{IntoClientRequest, RequestError};
+pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
+pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use conn::streamed::{MessageReader, MessageWriter};
 pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
-pub use dialer::{Dialer, HandshakeResponse, NoProxy, ProxyConfig, ProxyError};
-pub use error::{CloseError, Error, TimeoutKind, is_close_error, is_unexpected_close_error};
+pub use error::{
+    CloseError, DecisionError, Error, HandshakeResponse, ProxyError, RequestError, TimeoutKind,
+    is_close_error, is_unexpected_close_error,
+};
+pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use split::{ReadHalf, ReuniteError, WriteHalf};
-pub use transport::{LayeredStream, MaybeTlsStream, Transport};
-pub use upgrader::{Accept, DecisionError, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
+pub use upgrader::{Accept, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

@@ -2,11 +2,12 @@
 
 mod callback;
 
-pub use callback::{Accept, DecisionError, PeerAddr, Reject, UpgradeRequest};
+pub use callback::{Accept, PeerAddr, Reject, UpgradeRequest};
 
 use crate::conn::{Conn, IoOptions};
 use crate::error::{Error, TimeoutKind};
 use crate::pool::BufferPool;
+use crate::slot::ConnSlot;
 use bytes::{Bytes, BytesMut};
 use ferrosocket_proto::DeflateConfig;
 use ferrosocket_proto::write_response;
@@ -556,24 +557,4 @@ async fn send_and_close<S: AsyncWrite + Unpin>(io: &mut S, response: &[u8]) {
     let _ = io.write_all(response).await;
     let _ = io.flush().await;
     let _ = io.shutdown().await;
-}
-
-/// One of an upgrader's connection places; given back when the connection is dropped.
-pub(crate) struct ConnSlot(Arc<AtomicUsize>);
-
-impl ConnSlot {
-    fn take(live: &Arc<AtomicUsize>, limit: Option<usize>) -> Option<Self> {
-        let limit = limit.unwrap_or(usize::MAX);
-        live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < limit).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Self(live.clone()))
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }

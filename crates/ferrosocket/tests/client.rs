@@ -567,8 +567,8 @@ async fn proxy_refusal_carries_the_status() {
     let err = within("dialer.connect", dialer.connect(&format!("ws://{target}/")))
         .await
         .unwrap_err();
-    match ProxyError::find(&err) {
-        Some(ProxyError::Refused {
+    match &err {
+        Error::Proxy(ProxyError::Refused {
             status,
             headers,
             target: t,
@@ -577,7 +577,7 @@ async fn proxy_refusal_carries_the_status() {
             assert!(headers.contains_key("proxy-authenticate"));
             assert_eq!(t, &target.to_string());
         }
-        other => panic!("{other:?} from {err:?}"),
+        other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("407"), "{err}");
 }

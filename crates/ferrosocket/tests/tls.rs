@@ -216,8 +216,8 @@ async fn proxy_bytes_before_tls_are_an_error() {
         .unwrap_err();
     assert!(
         matches!(
-            ferrosocket::ProxyError::find(&err),
-            Some(ferrosocket::ProxyError::UnexpectedData)
+            err,
+            ferrosocket::Error::Proxy(ferrosocket::ProxyError::UnexpectedData)
         ),
         "{err:?}"
     );

@@ -36,7 +36,7 @@ use http::header::{
     CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{
     HandshakeError, Negotiated, WEBSOCKET_VERSION, accept_key, extension_name, generate_key,
@@ -186,6 +186,24 @@ fn analyze(uri: &Uri) -> Result<(Target, String), HandshakeError> {
         host_header,
     ))
 }
+
+/// The headers the opening handshake sets itself. A client refuses a request that already
+/// carries one rather than silently replacing it: the caller expected something the handshake
+/// would not do (offer extensions through [`ClientHandshake::offer_deflate`]).
+///
+/// ```
+/// use ferrosocket_proto::MANAGED_HEADERS;
+/// assert!(MANAGED_HEADERS.contains(&http::header::SEC_WEBSOCKET_KEY));
+/// assert!(!MANAGED_HEADERS.contains(&http::header::SEC_WEBSOCKET_PROTOCOL));
+/// ```
+pub const MANAGED_HEADERS: [HeaderName; 6] = [
+    UPGRADE,
+    CONNECTION,
+    SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION,
+    SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_EXTENSIONS,
+];
 
 /// State kept by a client between sending its upgrade request and checking
 /// the answer: the key sent and what was offered.

@@ -10,6 +10,8 @@
 //! * [`server`] validates an upgrade request and builds the `101` answer or
 //!   a rejection.
 //! * [`client`] builds the upgrade request and verifies the server's answer.
+//! * [`body`] decodes the body of a refused handshake's answer (`Content-Length`, chunked).
+//! * [`proxy`] builds the `CONNECT` request for an HTTP proxy and reads its answer.
 //!
 //! # Example: a complete handshake in memory
 //!
@@ -43,8 +45,10 @@
 //! assert_eq!(negotiated.subprotocol, None);
 //! ```
 
+pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod http;
+pub(crate) mod proxy;
 pub(crate) mod server;
 
 use base64::Engine as _;

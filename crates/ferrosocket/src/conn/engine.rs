@@ -112,7 +112,7 @@ pub(crate) struct Engine {
     write_alarm: Alarm,
     shutdown: Option<(ShutdownToken, Option<ShutdownSignal>)>,
     /// The upgrader's connection place this connection holds, if it counts connections.
-    pub(crate) slot: Option<crate::upgrader::ConnSlot>,
+    pub(crate) slot: Option<crate::slot::ConnSlot>,
     phase: Phase,
     /// The transport's read side ended.
     read_eof: bool,

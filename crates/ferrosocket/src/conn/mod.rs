@@ -9,6 +9,7 @@
 pub(crate) mod engine;
 pub(crate) mod handlers;
 pub(crate) mod options;
+pub(crate) mod split;
 pub(crate) mod streamed;
 
 use crate::error::{CloseError, Error};
@@ -322,12 +323,12 @@ where
 
     /// The zlib level (0-9) of the messages sent from now on, when permessage-deflate was
     /// negotiated (gorilla's `SetCompressionLevel`; default from the upgrader's or dialer's
-    /// [`DeflateConfig`](ferrosocket_proto::extensions::deflate::DeflateConfig), 1).
+    /// [`DeflateConfig`](ferrosocket_proto::DeflateConfig), 1).
     pub fn set_compression_level(&mut self, level: u32) {
         self.engine.core.set_compression_level(level);
     }
 
-    pub(crate) fn set_slot(&mut self, slot: crate::upgrader::ConnSlot) {
+    pub(crate) fn set_slot(&mut self, slot: crate::slot::ConnSlot) {
         self.engine.slot = Some(slot);
     }
 
@@ -398,5 +399,21 @@ where
     /// The transport, mutably. Writing to it directly corrupts the WebSocket stream.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.io
+    }
+}
+
+impl<S> Conn<S>
+where
+    S: crate::addr::SocketAddrs + AsyncRead + AsyncWrite + Unpin,
+{
+    /// The address of the peer (gorilla's `RemoteAddr`): for TLS, that of the transport
+    /// beneath it. See [`SocketAddrs`](crate::SocketAddrs) for the transports that have one.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.get_ref().peer_addr()
+    }
+
+    /// Our own address (gorilla's `LocalAddr`): for TLS, that of the transport beneath it.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.get_ref().local_addr()
     }
 }

@@ -9,8 +9,8 @@
 //! per message), text is UTF-8-checked as it arrives, and compression works both ways.
 
 use super::Conn;
+use crate::conn::split::{ReadHalf, WriteHalf};
 use crate::error::Error;
-use crate::split::{ReadHalf, WriteHalf};
 use bytes::{Buf, Bytes, BytesMut};
 use ferrosocket_proto::{Chunk, MessageKind};
 use std::future::poll_fn;

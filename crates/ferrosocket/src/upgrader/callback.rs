@@ -1,6 +1,7 @@
 //! Per-request decisions: what the [`Upgrader::on_request`](super::Upgrader::on_request)
 //! callback sees ([`UpgradeRequest`]) and what it answers ([`Accept`] or [`Reject`]).
 
+use crate::error::DecisionError;
 use bytes::Bytes;
 use ferrosocket_proto::Accepted;
 use ferrosocket_proto::header_tokens;
@@ -354,23 +355,6 @@ impl From<StatusCode> for Reject {
     fn from(status: StatusCode) -> Self {
         Self::new(status)
     }
-}
-
-/// A decision of the [`Upgrader::on_request`](super::Upgrader::on_request) callback that the
-/// handshake cannot honour: a bug in the callback, not in the client. The client was answered
-/// with `500 Internal Server Error` (no detail leaks to it) and the transport closed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecisionError {
-    /// [`Accept::subprotocol`] named a protocol the client did not offer.
-    #[error("the callback chose subprotocol {0:?}, which the client did not offer")]
-    SubprotocolNotOffered(String),
-    /// [`Accept::header`] set a header the handshake writes itself.
-    #[error("the callback set {0}, a header the handshake writes itself")]
-    ReservedHeader(HeaderName),
-    /// [`Reject`] had a status below 300, which would not end the exchange as a refusal.
-    #[error("the callback refused with status {0}; a refusal needs 300 or above")]
-    RejectStatus(StatusCode),
 }
 
 /// The fixed answer to a callback bug.

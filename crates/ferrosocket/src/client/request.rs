@@ -1,26 +1,10 @@
 //! What [`Dialer::connect`](crate::Dialer::connect) accepts: a URL, a parsed URI, or a whole
 //! request with headers of its own.
 
-use crate::error::Error;
-use ferrosocket_proto::request_from_url;
-use http::header::{
-    CONNECTION, HOST, HeaderName, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
-};
+use crate::error::{Error, RequestError};
+use ferrosocket_proto::{MANAGED_HEADERS, request_from_url};
+use http::header::HOST;
 use http::{Method, Request, Uri, Version};
-use std::io;
-
-/// The headers the opening handshake sets itself. A request passed to
-/// [`Dialer::connect`](crate::Dialer::connect) carrying one is refused with
-/// [`RequestError::ManagedHeader`].
-pub(crate) const MANAGED_HEADERS: [HeaderName; 6] = [
-    UPGRADE,
-    CONNECTION,
-    SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION,
-    SEC_WEBSOCKET_ACCEPT,
-    SEC_WEBSOCKET_EXTENSIONS,
-];
 
 /// Something [`Dialer::connect`](crate::Dialer::connect) can turn into an upgrade request:
 /// a URL (`&str`, `String`, `&String`), a parsed [`Uri`] (or `&Uri`), or a whole
@@ -68,8 +52,8 @@ pub trait IntoClientRequest {
     /// # Errors
     /// [`Error::Handshake`] with
     /// [`HandshakeError::BadUrl`](ferrosocket_proto::HandshakeError::BadUrl) for
-    /// an unusable URL; [`Error::Io`] (`InvalidInput`) holding a [`RequestError`] for a
-    /// request that sets a header the handshake manages.
+    /// an unusable URL; [`Error::Request`] with a [`RequestError`] for a request that sets a
+    /// header the handshake manages.
     fn into_client_request(self) -> Result<Request<()>, Error>;
 }
 
@@ -116,46 +100,5 @@ impl IntoClientRequest for Request<()> {
             return Err(RequestError::ManagedHeader(name.clone()).into());
         }
         Ok(self)
-    }
-}
-
-/// Why a request passed to [`Dialer::connect`](crate::Dialer::connect) was refused before
-/// connecting. It reaches the caller inside [`Error::Io`] (kind `InvalidInput`); find it
-/// with [`RequestError::find`].
-///
-/// ```
-/// # async fn run() {
-/// use ferrosocket::{Dialer, RequestError, http};
-/// let request = http::Request::get("ws://127.0.0.1:9/")
-///     .header("sec-websocket-version", "8")
-///     .body(())
-///     .unwrap();
-/// let err = Dialer::new().connect(request).await.unwrap_err();
-/// assert!(matches!(RequestError::find(&err), Some(RequestError::ManagedHeader(_))));
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// The request sets a header the opening handshake manages.
-    #[error(
-        "the request sets the {0} header, which the websocket handshake manages; remove it (offer compression with Dialer::enable_compression)"
-    )]
-    ManagedHeader(HeaderName),
-}
-
-impl RequestError {
-    /// The request error inside `err`, if it is one.
-    pub fn find(err: &Error) -> Option<&RequestError> {
-        match err {
-            Error::Io(e) => e.get_ref()?.downcast_ref::<RequestError>(),
-            _ => None,
-        }
-    }
-}
-
-impl From<RequestError> for Error {
-    fn from(e: RequestError) -> Self {
-        Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e))
     }
 }
