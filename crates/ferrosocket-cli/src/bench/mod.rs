@@ -7,9 +7,9 @@
 //! - the K frames a connection keeps in flight are built and masked once per run and shared
 //!   by every connection ([`plan`]); K frames leave with one write, and the r frames due after
 //!   a read leave with one (vectored) write ([`worker`]);
-//! - replies are parsed by the core's [`Connection`](ferrosocket_proto::Connection) straight
-//!   from its reusable read buffer and only compared (`--verify`), never copied; nothing is
-//!   allocated per message up to 64 KiB ([`reply`]);
+//! - replies are read into one reusable buffer per connection, their headers decoded by the
+//!   core's `FrameHeader::decode` (server frames are unmasked); payloads are only compared
+//!   (`--verify`) or skipped, never copied, and nothing is allocated per message ([`reply`]);
 //! - one `Instant::now()` per read; latency (send to echo, per message) goes to an HDR
 //!   histogram, locked once per read ([`report`]);
 //! - everything runs on a tokio current_thread runtime by default (`--threads N` for more),
@@ -18,7 +18,9 @@
 //! Every loop is bounded: connecting and the handshake by `--timeout`, the load by
 //! `--duration` (and `--messages`), and a server that stops answering is left at the deadline.
 //! With `--compress` (permessage-deflate) the client promises `client_no_context_takeover`,
-//! so the compressed frames are still built once; inflating replies allocates per message.
+//! so the compressed frames are still built once; replies go through a client-role
+//! [`Connection`](ferrosocket_proto::Connection) to be inflated (that path allocates per
+//! message).
 
 mod args;
 mod connect;

@@ -41,17 +41,12 @@ pub(super) struct Frames {
     pub(super) wire: Vec<u8>,
     /// The length of each frame (all frames have the same length).
     pub(super) frame_len: usize,
-    /// K unmasked payloads back to back (what an echo must send back).
+    /// Where the payload starts in a frame.
+    pub(super) header_len: usize,
+    /// K unmasked payloads back to back (what a WebSocket echo must send back).
     pub(super) plain: Vec<u8>,
     /// A masked close frame (1000), sent when a connection ends normally.
     pub(super) close: Vec<u8>,
-}
-
-impl Frames {
-    /// The payload the echo of slot `slot` must carry.
-    pub(super) fn expected(&self, size: usize, slot: usize) -> &[u8] {
-        &self.plain[slot * size..(slot + 1) * size]
-    }
 }
 
 /// The payload of slot `slot`: text-like words for text (and for compression), a byte
@@ -77,7 +72,8 @@ pub(super) fn payload(size: usize, slot: usize, text_like: bool) -> Vec<u8> {
     out
 }
 
-fn mask_key() -> [u8; 4] {
+/// A mask key from the OS (a fixed one if that fails).
+pub(super) fn mask_key() -> [u8; 4] {
     let mut key = [0u8; 4];
     if getrandom::fill(&mut key).is_err() {
         key = [0x37, 0xfa, 0x21, 0x3d];
@@ -100,6 +96,7 @@ pub(super) fn build_frames(plan: &Plan, deflate: Option<&DeflateParams>) -> Resu
         .collect();
     let mut wire = Vec::new();
     let mut frame_len = 0;
+    let mut header_len = 0;
     for p in &slots {
         let (body, rsv1) = match deflate {
             Some(params) => {
@@ -117,7 +114,7 @@ pub(super) fn build_frames(plan: &Plan, deflate: Option<&DeflateParams>) -> Resu
         h.rsv1 = rsv1;
         h.mask = Some(key);
         let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let header_len = h.encode(&mut hbuf);
+        header_len = h.encode(&mut hbuf);
         let start = wire.len();
         wire.extend_from_slice(&hbuf[..header_len]);
         wire.extend_from_slice(&body);
@@ -135,6 +132,7 @@ pub(super) fn build_frames(plan: &Plan, deflate: Option<&DeflateParams>) -> Resu
     Ok(Frames {
         wire,
         frame_len,
+        header_len,
         plain: slots.concat(),
         close,
     })
@@ -172,10 +170,10 @@ mod tests {
             for slot in 0..3 {
                 let frame = &f.wire[slot * f.frame_len..(slot + 1) * f.frame_len];
                 let (h, n) = FrameHeader::decode(frame).unwrap().unwrap();
-                assert_eq!((h.payload_len, n + size), (size as u64, f.frame_len));
+                assert_eq!((h.payload_len, n), (size as u64, f.header_len));
                 let mut p = frame[n..].to_vec();
                 apply_mask(&mut p, h.mask.unwrap(), 0);
-                assert_eq!(p, f.expected(size, slot));
+                assert_eq!(p, f.plain[slot * size..(slot + 1) * size]);
             }
         }
     }

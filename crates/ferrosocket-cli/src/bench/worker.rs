@@ -2,7 +2,7 @@
 //!
 //! - the K frames of [`Frames::wire`] leave with one write, and the r frames due after a read
 //!   leave with one (vectored) write, straight from the shared buffer;
-//! - replies are read into the core connection's reusable buffer and checked by
+//! - replies are read into one reusable buffer per connection and checked in place by
 //!   [`Replies`]; nothing is allocated per message;
 //! - one `Instant::now()` per read: replies that arrive together share a receive time, and
 //!   frames written together share a send time; latency (send to echo, per message) goes to
@@ -135,11 +135,9 @@ impl Load {
             if !(ready.is_readable() || ready.is_read_closed()) {
                 continue;
             }
-            let buf = self.replies.read_buffer();
-            let room = buf.capacity() - buf.len();
-            let n = match self.stream.try_read_buf(buf) {
-                Ok(0) => return Err("the server closed the connection".into()),
-                Ok(n) => n,
+            let (n, room) = match self.replies.try_read(&self.stream) {
+                Ok((0, _)) => return Err("the server closed the connection".into()),
+                Ok(read) => read,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(format!("read error: {e}")),
             };
