@@ -55,6 +55,29 @@ fn group_alive(pgid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Removes the variables `cargo run` set for this program (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+/// ...) from a child's environment: build scripts track some of them (ring's does
+/// `CARGO_MANIFEST_DIR`), so a `cargo build` started from here would otherwise rebuild what a
+/// `cargo build` from the shell built, and the other way round.
+fn scrub_cargo_run_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let set_by_run = k.starts_with("CARGO_PKG_")
+            || matches!(
+                &*k,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_by_run {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
 fn adopt(inner: std::process::Child, name: String, log: PathBuf) -> Child {
     live().push(inner.id());
     Child {
@@ -186,6 +209,7 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let name = describe(cmd);
+    scrub_cargo_run_env(cmd);
     let inner = cmd
         .stdin(Stdio::null())
         .stdout(out)
@@ -310,12 +334,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Like [`run`], in its own process group, killed (the whole group) after `timeout`.
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<()> {
     let name = describe(cmd);
-    let inner = cmd
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let mut child = adopt(inner, name.clone(), PathBuf::new());
+    let mut child = spawn_stdio(cmd.stdin(Stdio::null()))?;
     let status = wait_timeout(&mut child, timeout)?
         .ok_or_else(|| anyhow!("{name} timed out after {}s", timeout.as_secs()))?;
     if !status.success() {
