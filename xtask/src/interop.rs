@@ -345,7 +345,7 @@ fn run_client(ctx: &mut Ctx, peer: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// The port a helper server reports ("LISTENING <port>") within 30 s.
+/// The port a helper server reports (`LISTENING <port>`) within 30 s.
 fn wait_listening(child: &mut proc::Child, name: &str) -> Result<u16> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
