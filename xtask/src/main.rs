@@ -7,12 +7,14 @@ mod autobahn;
 mod bench_memory;
 mod bench_peers;
 mod bench_smoke;
+mod benchkit;
 mod browser;
 mod ci;
 mod fuzz;
 mod interop;
 #[allow(dead_code)] // Until every subcommand is ported, some helpers have no caller yet.
 mod proc;
+mod procfs;
 mod soak;
 
 use clap::{Parser, Subcommand};
