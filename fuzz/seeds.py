@@ -3,7 +3,7 @@
 
 Run it again after changing a target's input layout: `python3 fuzz/seeds.py`. It only
 (re)writes the seeds it names; anything else in the corpus directories is left alone (the
-fuzzer's own finds go to a scratch directory, see scripts/fuzz.sh).
+fuzzer's own finds go to a scratch directory, see xtask/src/fuzz.rs).
 """
 
 import os

@@ -17,11 +17,10 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Write as _;
+use std::io::{PipeWriter, Write as _};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -117,31 +116,31 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `ws-hold`, fed one line per step on its stdin; its process group is killed when dropped.
+/// `ws-hold`, fed one line per step on its stdin (a pipe); its process group is killed when
+/// dropped.
 struct Holder {
-    child: std::process::Child,
-    stdin: Option<ChildStdin>,
+    child: proc::Child,
+    stdin: Option<PipeWriter>,
     log: PathBuf,
 }
 
 impl Holder {
     fn spawn(peers: &Path, url: &str, args: &Args, log: &Path) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(peers.join("ws-hold"))
-            .args(["--url", url, "--connections", &args.connections.to_string()])
-            .args(["--size", &args.size.to_string(), "--timeout", "550"])
-            .stdin(Stdio::piped())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .context("starting ws-hold")?;
-        let stdin = child.stdin.take();
+        let (reader, writer) = std::io::pipe().context("creating ws-hold's stdin")?;
+        let child = proc::spawn_stdio(
+            Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(peers.join("ws-hold"))
+                .args(["--url", url, "--connections", &args.connections.to_string()])
+                .args(["--size", &args.size.to_string(), "--timeout", "550"])
+                .stdin(reader)
+                .stdout(out.try_clone()?)
+                .stderr(out),
+        )?;
         Ok(Self {
             child,
-            stdin,
+            stdin: Some(writer),
             log: log.to_path_buf(),
         })
     }
@@ -163,7 +162,7 @@ impl Holder {
             if let Some(line) = text.lines().find(|l| l.starts_with(word)) {
                 return Some(line.to_owned());
             }
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if !self.child.is_running() {
                 return None;
             }
             thread::sleep(Duration::from_millis(100));
@@ -178,27 +177,7 @@ impl Holder {
     /// Closes stdin (ws-hold closes everything and exits) and waits up to 30 s for it.
     fn finish(mut self) {
         self.stdin = None;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            if let Some(pgid) = i32::try_from(self.child.id())
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-            }
-            let _ = self.child.wait();
-        }
+        let _ = proc::wait_timeout(&mut self.child, Duration::from_secs(30));
     }
 }
 

@@ -12,7 +12,6 @@ mod browser;
 mod ci;
 mod fuzz;
 mod interop;
-#[allow(dead_code)] // Until every subcommand is ported, some helpers have no caller yet.
 mod proc;
 mod procfs;
 mod soak;
@@ -51,6 +50,10 @@ enum Task {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = proc::install_signal_handler() {
+        eprintln!("xtask: ERROR: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match cli.task {
         Task::Autobahn(args) => autobahn::run(args),
         Task::Interop(args) => interop::run(args),

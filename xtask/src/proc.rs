@@ -8,12 +8,62 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 /// How long [`Child::stop`] waits after SIGTERM before it sends SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Process groups of the children alive now, for the SIGINT/SIGTERM handler: a signal ends this
+/// process without running destructors, so the handler kills them.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// On SIGINT or SIGTERM, stops every live child's process group (SIGTERM, up to 2 s, SIGKILL)
+/// and exits with 130 (SIGINT) or 143.
+pub fn install_signal_handler() -> Result<()> {
+    ctrlc::set_handler(|| {
+        let groups: Vec<u32> = live().clone();
+        for &g in &groups {
+            signal_group(g, "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && groups.iter().any(|&g| group_alive(g)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for &g in &groups {
+            signal_group(g, "KILL");
+        }
+        eprintln!("xtask: interrupted");
+        std::process::exit(130);
+    })
+    .context("installing the SIGINT/SIGTERM handler")
+}
+
+/// Whether any process of group `pgid` exists.
+fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn adopt(inner: std::process::Child, name: String, log: PathBuf) -> Child {
+    live().push(inner.id());
+    Child {
+        inner,
+        name,
+        log,
+        status: None,
+    }
+}
 
 /// A spawned process that leads its own process group; the group is killed when this is dropped.
 #[derive(Debug)]
@@ -94,12 +144,15 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            signal_group(self.pid(), "KILL");
-            if let Ok(status) = self.inner.wait() {
-                self.status = Some(status);
-            }
+        // The leader may be gone while members of its group are not: kill the group anyway.
+        signal_group(self.pid(), "KILL");
+        if self.status.is_none()
+            && let Ok(status) = self.inner.wait()
+        {
+            self.status = Some(status);
         }
+        let pid = self.pid();
+        live().retain(|&g| g != pid);
     }
 }
 
@@ -140,12 +193,18 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {name}"))?;
-    Ok(Child {
-        inner,
-        name,
-        log: log.to_path_buf(),
-        status: None,
-    })
+    Ok(adopt(inner, name, log.to_path_buf()))
+}
+
+/// Spawns `cmd` in its own process group with the stdin, stdout and stderr the caller set
+/// (for commands that read a file or whose stdout and stderr must stay apart).
+pub fn spawn_stdio(cmd: &mut Command) -> Result<Child> {
+    let name = describe(cmd);
+    let inner = cmd
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(adopt(inner, name, PathBuf::new()))
 }
 
 /// The last `lines` lines of a log file (empty if it cannot be read).
@@ -232,13 +291,16 @@ pub fn cargo() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
 }
 
-/// Runs `cmd` with inherited output (stdin null); a non-zero exit is an error naming it.
+/// Runs `cmd` with inherited output (stdin null), in its own process group (stopped with this
+/// process on SIGINT/SIGTERM); a non-zero exit is an error naming it.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let name = describe(cmd);
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("starting {name}"))?;
+    let mut child = spawn_stdio(cmd.stdin(Stdio::null()))?;
+    let status = child
+        .inner
+        .wait()
+        .with_context(|| format!("waiting for {name}"))?;
+    child.status = Some(status);
     if !status.success() {
         bail!("{name} failed ({status})");
     }
@@ -253,12 +315,7 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<()> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {name}"))?;
-    let mut child = Child {
-        inner,
-        name: name.clone(),
-        log: PathBuf::new(),
-        status: None,
-    };
+    let mut child = adopt(inner, name.clone(), PathBuf::new());
     let status = wait_timeout(&mut child, timeout)?
         .ok_or_else(|| anyhow!("{name} timed out after {}s", timeout.as_secs()))?;
     if !status.success() {

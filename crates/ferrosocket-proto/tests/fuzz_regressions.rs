@@ -1,4 +1,4 @@
-//! Replays of inputs the fuzzers (`fuzz/`, `scripts/fuzz.sh`) found, through the public API.
+//! Replays of inputs the fuzzers (`fuzz/`, `cargo xtask fuzz`) found, through the public API.
 //! Each test names the file in `fuzz/regressions/` it comes from.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
