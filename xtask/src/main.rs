@@ -7,11 +7,13 @@ mod autobahn;
 mod bench_memory;
 mod bench_peers;
 mod bench_smoke;
+mod benchkit;
 mod browser;
 mod ci;
 mod fuzz;
 mod interop;
 mod proc;
+mod procfs;
 mod soak;
 
 use clap::{Parser, Subcommand};

@@ -1,4 +1,4 @@
-//! Holds many idle WebSocket connections open, for scripts/bench-memory.sh.
+//! Holds many idle WebSocket connections open, for `cargo xtask bench-memory`.
 //!
 //! ```text
 //! ws-hold --url ws://127.0.0.1:PORT/PATH [--connections 10000] [--size 65536] [--timeout 300]
