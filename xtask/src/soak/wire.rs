@@ -8,11 +8,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ferrosocket_proto::frame::{FrameHeader, MAX_HEADER_LEN};
-use ferrosocket_proto::handshake::client::{ClientHandshake, request_from_url};
-use ferrosocket_proto::handshake::http::{parse_response, write_request};
-use ferrosocket_proto::handshake::{HandshakeError, Limits};
-use ferrosocket_proto::mask::apply_mask;
+use ferrosocket_proto::{
+    ClientHandshake, FrameHeader, HandshakeError, Limits, MAX_HEADER_LEN, apply_mask, parse_response,
+    request_from_url, write_request,
+};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use rand::Rng;
 use rand::rngs::StdRng;
