@@ -90,7 +90,7 @@ pub use addr::SocketAddrs;
 pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use conn::streamed::{MessageReader, MessageWriter};
-pub use conn::{CloseAction, Conn, PingAction, SlowPeerPolicy};
+pub use conn::{CloseAction, Conn, ConnOptions, PingAction, SlowPeerPolicy};
 pub use error::{
     CloseError, DecisionError, Error, HandshakeResponse, ProxyError, RequestError, TimeoutKind,
     is_close_error, is_unexpected_close_error,

@@ -4,14 +4,12 @@ mod callback;
 
 pub use callback::{Accept, PeerAddr, Reject, UpgradeRequest};
 
-use crate::conn::{Conn, IoOptions};
+use crate::conn::{Conn, ConnOptions, conn_options_setters};
 use crate::error::{Error, TimeoutKind};
-use crate::pool::BufferPool;
 use crate::slot::ConnSlot;
 use bytes::{Bytes, BytesMut};
-use ferrosocket_proto::DeflateConfig;
 use ferrosocket_proto::write_response;
-use ferrosocket_proto::{Config, Connection, Role};
+use ferrosocket_proto::{Connection, Role};
 use ferrosocket_proto::{HandshakeError, Limits};
 use ferrosocket_proto::{Rejection, ServerHandshake, check_same_origin};
 use http::header::{HeaderName, HeaderValue};
@@ -29,20 +27,20 @@ type ErrorResponse = Arc<dyn Fn(StatusCode, &HandshakeError) -> http::Response<B
 struct Inner {
     handshake: ServerHandshake,
     handshake_timeout: Option<Duration>,
-    config: Config,
-    io: Arc<IoOptions>,
+    options: Arc<ConnOptions>,
     check_origin: Option<OriginCheck>,
     error_response: Option<ErrorResponse>,
     response_headers: HeaderMap,
     on_request: Option<callback::OnRequest>,
-    deflate: Option<DeflateConfig>,
     max_connections: Option<usize>,
     live: Arc<AtomicUsize>,
 }
 
 /// Turns HTTP/1.1 upgrade requests into WebSocket connections (gorilla's `Upgrader`).
 ///
-/// Cheap to clone and safe to share between tasks. Every option has a safe default:
+/// Cheap to clone and safe to share between tasks. Every option has a safe default; the
+/// options of the connections themselves are a [`ConnOptions`], the same as the
+/// [`Dialer`](crate::Dialer)'s (see [`options`](Self::options)):
 ///
 /// | option | default | why |
 /// |---|---|---|
@@ -93,7 +91,7 @@ impl std::fmt::Debug for Upgrader {
         f.debug_struct("Upgrader")
             .field("subprotocols", &self.inner.handshake.subprotocols_ref())
             .field("handshake_timeout", &self.inner.handshake_timeout)
-            .field("config", &self.inner.config)
+            .field("config", &self.inner.options.config)
             .finish_non_exhaustive()
     }
 }
@@ -122,13 +120,11 @@ impl Upgrader {
             inner: Arc::new(Inner {
                 handshake: ServerHandshake::new(),
                 handshake_timeout: Some(Duration::from_secs(10)),
-                config: Config::default(),
-                io: Arc::new(IoOptions::default()),
+                options: Arc::new(ConnOptions::default()),
                 check_origin: None,
                 error_response: None,
                 response_headers: HeaderMap::new(),
                 on_request: None,
-                deflate: None,
                 max_connections: None,
                 live: Arc::new(AtomicUsize::new(0)),
             }),
@@ -140,31 +136,25 @@ impl Upgrader {
         self
     }
 
+    /// Changes the connection options, and the handshake's compression with them.
+    fn with_options(self, f: impl FnOnce(ConnOptions) -> ConnOptions) -> Self {
+        self.with(|i| {
+            let options = Arc::make_mut(&mut i.options);
+            *options = f(std::mem::take(options));
+            i.handshake = i.handshake.clone().deflate(options.deflate.clone());
+        })
+    }
+
+    fn options_ref(&self) -> &ConnOptions {
+        &self.inner.options
+    }
+
+    conn_options_setters!();
+
     /// How long the whole handshake (reading the request, writing the answer) may take.
     /// `None` waits forever (not recommended).
     pub fn handshake_timeout(self, timeout: Option<Duration>) -> Self {
         self.with(|i| i.handshake_timeout = timeout)
-    }
-
-    /// Bytes made room for before each read (see [`Config::read_buffer_size`]).
-    pub fn read_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.config = i.config.clone().read_buffer_size(bytes))
-    }
-
-    /// Queued bytes that make [`Conn::feed`] write (at least 1 KiB).
-    pub fn write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).write_buffer_size = bytes.max(1024))
-    }
-
-    /// Largest amount of unwritten output before a connection stops reading from a peer that
-    /// does not read what it is sent (default 4 MiB).
-    pub fn max_write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).max_write_buffer_size = bytes)
-    }
-
-    /// Shares write buffers between connections: a connection holds one only while writing.
-    pub fn write_buffer_pool(self, pool: Arc<dyn BufferPool>) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).pool = Some(pool))
     }
 
     /// Subprotocols the server supports, most preferred first. The first one of these the
@@ -192,23 +182,6 @@ impl Upgrader {
     /// `Origin` host equals the `Host` header. To accept any origin: `.check_origin(|_| true)`.
     pub fn check_origin(self, f: impl Fn(&request::Parts) -> bool + Send + Sync + 'static) -> Self {
         self.with(|i| i.check_origin = Some(Arc::new(f)))
-    }
-
-    /// Negotiate permessage-deflate (RFC 7692) with default settings when the client offers
-    /// it (gorilla's `EnableCompression`). Default: off. Unlike gorilla, context takeover is
-    /// supported in both directions.
-    pub fn enable_compression(self, on: bool) -> Self {
-        self.deflate(on.then(DeflateConfig::default))
-    }
-
-    /// Negotiate permessage-deflate with these settings (`None`: decline it). See
-    /// [`DeflateConfig`] for the memory/ratio trade-offs.
-    pub fn deflate(self, config: Option<DeflateConfig>) -> Self {
-        let hs = self.inner.handshake.clone().deflate(config.clone());
-        self.with(|i| {
-            i.handshake = hs;
-            i.deflate = config;
-        })
     }
 
     /// Adds a header to every 101 response (e.g. `Set-Cookie`). For a header on one
@@ -296,16 +269,6 @@ impl Upgrader {
         self.with(|i| i.on_request = Some(Arc::new(f)))
     }
 
-    /// Largest message accepted; bigger ones close the connection with 1009. `None`: unlimited.
-    pub fn max_message_size(self, bytes: Option<usize>) -> Self {
-        self.with(|i| i.config.max_message_size = bytes)
-    }
-
-    /// Largest frame accepted; bigger ones close the connection with 1009. `None`: unlimited.
-    pub fn max_frame_size(self, bytes: Option<usize>) -> Self {
-        self.with(|i| i.config.max_frame_size = bytes)
-    }
-
     /// Largest request head accepted; bigger ones are answered with 431.
     pub fn max_header_bytes(self, bytes: usize) -> Self {
         let limits = Limits {
@@ -314,23 +277,6 @@ impl Upgrader {
         };
         let hs = self.inner.handshake.clone().limits(limits);
         self.with(|i| i.handshake = hs)
-    }
-
-    /// Pings a silent peer every `interval` and drops it (1006) when nothing arrives within
-    /// `timeout` of a ping. Default: off (the application chooses its liveness policy).
-    pub fn keepalive(self, interval: Duration, timeout: Duration) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).keepalive = Some((interval, timeout)))
-    }
-
-    /// Closes connections (1001) on which no message went either way for `after`.
-    /// Default: off.
-    pub fn idle_timeout(self, after: Option<Duration>) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).idle_timeout = after)
-    }
-
-    /// What to do with a peer that stops reading (default: close with 1008 after 60 s).
-    pub fn slow_peer_policy(self, policy: crate::SlowPeerPolicy) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).slow_peer = policy)
     }
 
     /// Most connections this upgrader (and its clones) keeps open at once; beyond it, upgrade
@@ -343,16 +289,6 @@ impl Upgrader {
     /// How many connections made by this upgrader (and its clones) are open now.
     pub fn live_connections(&self) -> usize {
         self.inner.live.load(Ordering::SeqCst)
-    }
-
-    /// How long [`Conn::close`] waits for the peer's close frame.
-    pub fn close_timeout(self, timeout: Duration) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).close_timeout = timeout)
-    }
-
-    /// Replaces the protocol core's whole configuration.
-    pub fn config(self, config: Config) -> Self {
-        self.with(|i| i.config = config)
     }
 
     /// Reads the handshake request from `io` and upgrades it, or answers with an error status.
@@ -519,12 +455,17 @@ impl Upgrader {
         accepted.write_to(&mut head);
         io.write_all(&head).await?;
         io.flush().await?;
-        let mut core = Connection::new(Role::Server, self.inner.config.clone());
-        if let (Some(params), Some(cfg)) = (&accepted.negotiated.deflate, &self.inner.deflate) {
+        let mut core = Connection::new(Role::Server, self.inner.options.config.clone());
+        if let (Some(params), Some(cfg)) = (&accepted.negotiated.deflate, &self.inner.options.deflate) {
             core.enable_deflate(params, cfg);
         }
         core.receive(leftover);
-        let mut conn = Conn::from_parts(io, core, self.inner.io.clone(), accepted.negotiated.subprotocol);
+        let mut conn = Conn::from_parts(
+            io,
+            core,
+            self.inner.options.clone(),
+            accepted.negotiated.subprotocol,
+        );
         conn.set_slot(slot);
         Ok(conn)
     }

@@ -14,15 +14,13 @@ pub use no_proxy::NoProxy;
 pub use proxy::ProxyConfig;
 pub use request::IntoClientRequest;
 
-use crate::conn::{Conn, IoOptions};
+use crate::conn::{Conn, ConnOptions, conn_options_setters};
 use crate::error::{CloseError, Error, HandshakeResponse, ProxyError, TimeoutKind};
 use crate::maybe_tls::{Layer, MaybeTlsStream, Transport};
-use crate::pool::BufferPool;
 use bytes::{Bytes, BytesMut};
-use ferrosocket_proto::DeflateConfig;
 use ferrosocket_proto::{BodyDecoder, DEFAULT_BODY_CAP};
 use ferrosocket_proto::{ClientHandshake, MANAGED_HEADERS, Target, request_from_url, uri_target};
-use ferrosocket_proto::{Config, Connection, Role};
+use ferrosocket_proto::{Connection, Role};
 use ferrosocket_proto::{HandshakeError, Limits};
 use ferrosocket_proto::{parse_response, write_request};
 use http::header::{HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
@@ -51,11 +49,9 @@ struct Inner {
     connector: Option<Arc<ConnectFn>>,
     connect_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
-    config: Config,
-    io: Arc<IoOptions>,
+    options: Arc<ConnOptions>,
     subprotocols: Vec<String>,
     headers: HeaderMap,
-    deflate: Option<DeflateConfig>,
     proxy: Option<ProxyConfig>,
     proxy_from_env: bool,
     #[cfg(feature = "rustls")]
@@ -64,7 +60,9 @@ struct Inner {
 
 /// Opens WebSocket connections to servers (gorilla's `Dialer`).
 ///
-/// Cheap to clone and safe to share between tasks. Every option has a safe default:
+/// Cheap to clone and safe to share between tasks. Every option has a safe default; the
+/// options of the connections themselves are a [`ConnOptions`], the same as the
+/// [`Upgrader`](crate::Upgrader)'s (see [`options`](Self::options)):
 ///
 /// | option | default | why |
 /// |---|---|---|
@@ -76,6 +74,10 @@ struct Inner {
 /// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; freed whenever a read would block, so idle connections hold none |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`] |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a server that never answers our close must not hold the connection |
+/// | [`keepalive`](Self::keepalive) | off | the application chooses its liveness policy (the CLI turns it on) |
+/// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
+/// | [`slow_peer_policy`](Self::slow_peer_policy) | close with 1008 after 60 s without write progress | memory stays bounded either way; this frees the connection |
+/// | [`max_write_buffer_size`](Self::max_write_buffer_size) | 4 MiB | unwritten output beyond which the connection stops reading |
 /// | [`proxy_from_env`](Self::proxy_from_env) | on | like Go's `http.ProxyFromEnvironment` (gorilla's `DefaultDialer`): clients behind a proxy work without code changes |
 /// | [`subprotocols`](Self::subprotocols) | none offered | the application decides what it speaks |
 /// | [`enable_compression`](Self::enable_compression) | off | gorilla parity; compression costs CPU and memory per connection |
@@ -118,7 +120,7 @@ impl fmt::Debug for Dialer {
             .field("subprotocols", &self.inner.subprotocols)
             .field("proxy", &self.inner.proxy)
             .field("proxy_from_env", &self.inner.proxy_from_env)
-            .field("config", &self.inner.config)
+            .field("config", &self.inner.options.config)
             .finish_non_exhaustive()
     }
 }
@@ -131,11 +133,9 @@ impl Dialer {
                 connector: None,
                 connect_timeout: Some(Duration::from_secs(10)),
                 handshake_timeout: Some(Duration::from_secs(10)),
-                config: Config::default(),
-                io: Arc::new(IoOptions::default()),
+                options: Arc::new(ConnOptions::default()),
                 subprotocols: Vec::new(),
                 headers: HeaderMap::new(),
-                deflate: None,
                 proxy: None,
                 proxy_from_env: true,
                 #[cfg(feature = "rustls")]
@@ -148,6 +148,19 @@ impl Dialer {
         f(Arc::make_mut(&mut self.inner));
         self
     }
+
+    fn with_options(self, f: impl FnOnce(ConnOptions) -> ConnOptions) -> Self {
+        self.with(|i| {
+            let options = Arc::make_mut(&mut i.options);
+            *options = f(std::mem::take(options));
+        })
+    }
+
+    fn options_ref(&self) -> &ConnOptions {
+        &self.inner.options
+    }
+
+    conn_options_setters!();
 
     /// Replaces the TCP connect with `connect` (gorilla's `NetDialContext`): it is called with
     /// the host (a name or an IP address, IPv6 without brackets) and port to reach, and
@@ -209,47 +222,6 @@ impl Dialer {
         self.with(|i| i.handshake_timeout = timeout)
     }
 
-    /// Bytes made room for before each read (see [`Config::read_buffer_size`]).
-    pub fn read_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| i.config = i.config.clone().read_buffer_size(bytes))
-    }
-
-    /// Queued bytes that make [`Conn::feed`] write (at least 1 KiB).
-    pub fn write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).write_buffer_size = bytes.max(1024))
-    }
-
-    /// Largest amount of unwritten output before a connection stops reading from a server that
-    /// does not read what it is sent (default 4 MiB).
-    pub fn max_write_buffer_size(self, bytes: usize) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).max_write_buffer_size = bytes)
-    }
-
-    /// Shares write buffers between connections: a connection holds one only while writing.
-    pub fn write_buffer_pool(self, pool: Arc<dyn BufferPool>) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).pool = Some(pool))
-    }
-
-    /// Largest message accepted; bigger ones close the connection with 1009. `None`: unlimited.
-    pub fn max_message_size(self, bytes: Option<usize>) -> Self {
-        self.with(|i| i.config.max_message_size = bytes)
-    }
-
-    /// Largest frame accepted; bigger ones close the connection with 1009. `None`: unlimited.
-    pub fn max_frame_size(self, bytes: Option<usize>) -> Self {
-        self.with(|i| i.config.max_frame_size = bytes)
-    }
-
-    /// How long [`Conn::close`] waits for the server's close frame.
-    pub fn close_timeout(self, timeout: Duration) -> Self {
-        self.with(|i| Arc::make_mut(&mut i.io).close_timeout = timeout)
-    }
-
-    /// Replaces the protocol core's whole configuration.
-    pub fn config(self, config: Config) -> Self {
-        self.with(|i| i.config = config)
-    }
-
     /// Subprotocols to offer, most preferred first, sent as `Sec-WebSocket-Protocol`. The
     /// server picks one (see [`Conn::subprotocol`]) or none; picking one that was not offered
     /// fails the handshake with [`HandshakeError::UnexpectedSubprotocol`].
@@ -274,18 +246,6 @@ impl Dialer {
         self.with(|i| {
             i.headers.append(name, value);
         })
-    }
-
-    /// Offer permessage-deflate (RFC 7692) with default settings (gorilla's
-    /// `EnableCompression`). Default: off. Context takeover is supported both ways.
-    pub fn enable_compression(self, on: bool) -> Self {
-        self.deflate(on.then(DeflateConfig::default))
-    }
-
-    /// Offer permessage-deflate with these settings (`None`: no offer). The server's answer is
-    /// checked against the offer (RFC 7692 §7.1); an answer that breaks it fails the handshake.
-    pub fn deflate(self, config: Option<DeflateConfig>) -> Self {
-        self.with(|i| i.deflate = config)
     }
 
     /// Connects through this HTTP or HTTPS proxy (`CONNECT host:port`), whatever the
@@ -523,7 +483,7 @@ impl Dialer {
             )))
         })?;
         let (mut hs, mut req) = ClientHandshake::new(req, nonce)?;
-        if let Some(cfg) = &self.inner.deflate {
+        if let Some(cfg) = &self.inner.options.deflate {
             hs.offer_deflate(cfg.clone(), &mut req);
         }
         let mut head = Vec::with_capacity(512);
@@ -556,14 +516,14 @@ impl Dialer {
             })));
         }
         let negotiated = hs.verify(&resp)?;
-        let mut core = Connection::new(Role::Client, self.inner.config.clone());
-        if let (Some(params), Some(cfg)) = (&negotiated.deflate, &self.inner.deflate) {
+        let mut core = Connection::new(Role::Client, self.inner.options.config.clone());
+        if let (Some(params), Some(cfg)) = (&negotiated.deflate, &self.inner.options.deflate) {
             core.enable_deflate(params, cfg);
         }
         if !buf.is_empty() {
             core.receive_owned(buf);
         }
-        let conn = Conn::from_parts(io, core, self.inner.io.clone(), negotiated.subprotocol);
+        let conn = Conn::from_parts(io, core, self.inner.options.clone(), negotiated.subprotocol);
         Ok((conn, resp))
     }
 }

@@ -7,7 +7,7 @@
 //! `write` (write readiness; the split halves pass one that wakes every task waiting to write).
 
 use super::handlers::Handlers;
-use super::options::IoOptions;
+use super::options::ConnOptions;
 use crate::error::{CloseError, Error, TimeoutKind};
 use crate::shutdown::ShutdownToken;
 use bytes::Bytes;
@@ -101,7 +101,7 @@ fn earliest(a: Option<std::time::Instant>, b: Option<Instant>) -> Option<Instant
 pub(crate) struct Engine {
     pub(crate) core: Connection,
     /// Shared by every connection of an `Upgrader`/`Dialer` (copied on write).
-    pub(crate) opts: Arc<IoOptions>,
+    pub(crate) opts: Arc<ConnOptions>,
     pub(crate) subprotocol: Option<String>,
     pub(crate) handlers: Handlers,
     pub(crate) read_deadline: Option<Instant>,
@@ -127,7 +127,7 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(mut core: Connection, opts: Arc<IoOptions>, subprotocol: Option<String>) -> Self {
+    pub(crate) fn new(mut core: Connection, opts: Arc<ConnOptions>, subprotocol: Option<String>) -> Self {
         opts.apply_timers(&mut core);
         Self {
             core,

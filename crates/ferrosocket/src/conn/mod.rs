@@ -3,7 +3,8 @@
 //! - `engine.rs`: the receive loop, the writer, timers and the end of a session, shared with
 //!   the split halves;
 //! - `handlers.rs`: ping, pong and close handlers;
-//! - `options.rs`: the options an `Upgrader`/`Dialer` shares between its connections;
+//! - `options.rs`: `ConnOptions`, the options an `Upgrader`/`Dialer` shares between its
+//!   connections, and the macro giving both builders its setters;
 //! - `streamed.rs`: messages received as chunks and sent through an `AsyncWrite`.
 
 pub(crate) mod engine;
@@ -18,7 +19,8 @@ use engine::Engine;
 pub use ferrosocket_proto::SlowPeerPolicy;
 use ferrosocket_proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
 pub use handlers::{CloseAction, PingAction};
-pub(crate) use options::IoOptions;
+pub use options::ConnOptions;
+pub(crate) use options::conn_options_setters;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -75,7 +77,7 @@ where
     pub(crate) fn from_parts(
         io: S,
         core: Connection,
-        opts: Arc<IoOptions>,
+        opts: Arc<ConnOptions>,
         subprotocol: Option<String>,
     ) -> Self {
         Self {
@@ -91,7 +93,7 @@ where
     pub fn from_raw(io: S, role: Role, config: ferrosocket_proto::Config, leftover: &[u8]) -> Self {
         let mut core = Connection::new(role, config);
         core.receive(leftover);
-        Self::from_parts(io, core, Arc::new(IoOptions::default()), None)
+        Self::from_parts(io, core, Arc::new(ConnOptions::default()), None)
     }
 
     // ---- reading -------------------------------------------------------------------------
