@@ -14,7 +14,7 @@ pub(crate) struct AutobahnClientArgs {
     #[arg(long, default_value = "ws://127.0.0.1:9001")]
     url: String,
     /// The agent name the reports are filed under.
-    #[arg(long, default_value = "ferrosocket")]
+    #[arg(long, value_name = "NAME", default_value = "ferrosocket")]
     agent: String,
     /// Seconds allowed for each case.
     #[arg(long, value_name = "SECS", default_value_t = 60)]

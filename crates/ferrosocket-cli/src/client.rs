@@ -31,8 +31,14 @@ pub(crate) struct ClientArgs {
     /// Print received binary messages as hex instead of `<binary N bytes>`.
     #[arg(long)]
     binary_hex: bool,
-    /// Offer this subprotocol (repeat for several, most preferred first).
-    #[arg(long = "protocol", value_name = "P")]
+    /// Offer this subprotocol (repeat for several, most preferred first); the server picks
+    /// one or none.
+    #[arg(
+        long = "subprotocol",
+        visible_alias = "protocol",
+        value_name = "NAME",
+        value_parser = crate::echo::endpoint::parse_subprotocol
+    )]
     protocols: Vec<String>,
     /// Add a request header, written 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]

@@ -1,12 +1,16 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
+pub(crate) mod endpoint;
+mod listen;
+mod shown;
+
 use ferrosocket::proto::DeflateConfig;
 use ferrosocket::{Conn, Error, Message, Shutdown, ShutdownToken, Upgrader};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const PAGE: &str = include_str!("echo.html");
 
@@ -16,17 +20,23 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Options of `ferrosocket echo`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct EchoArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Path of the WebSocket endpoint; the page at / connects to it.
-    #[arg(long, default_value = "/ws")]
+    /// Address to listen on: IP:PORT or HOST:PORT. A host name is resolved and its first
+    /// address that can be bound is used; port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Path of the WebSocket endpoint (`ws` means `/ws`); the page at / connects to it.
+    #[arg(long, default_value = "/ws", value_parser = endpoint::parse_path)]
     path: String,
-    /// Do not print each message (for benchmarks).
+    /// Accept this subprotocol when the client offers it (repeat for several, most preferred
+    /// first: the first one of these the client offers is chosen; none in common, none chosen).
+    #[arg(long = "subprotocol", value_name = "NAME", value_parser = endpoint::parse_subprotocol)]
+    subprotocols: Vec<String>,
+    /// Print only the start, the shutdown and errors of the server itself: not each
+    /// connection, message, close or refused handshake (for benchmarks).
     #[arg(long, short)]
     quiet: bool,
-    /// Worker threads (1 runs everything on one thread).
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads (0: one per CPU core; 1 runs everything on one thread).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
     /// Accept connections from pages of any origin (default: same origin only).
     #[arg(long)]
@@ -51,7 +61,7 @@ pub(crate) struct EchoArgs {
     #[arg(long)]
     no_compression: bool,
     /// Largest message accepted, in bytes.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_message_size: usize,
     /// Serve wss:// and the page over https with this PEM certificate chain (leaf first).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -96,10 +106,11 @@ pub(crate) fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind(args.listen).await?;
+    let listener = listen::bind(&args.listen).await?;
     let mut upgrader = Upgrader::new()
         .max_message_size(Some(args.max_message_size))
-        .max_connections(args.max_connections);
+        .max_connections(args.max_connections)
+        .subprotocols(args.subprotocols.iter().cloned());
     if !args.no_compression {
         let mut deflate = DeflateConfig::default();
         if args.compression_low_memory {
@@ -127,7 +138,7 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         ("ws", "http")
     };
-    let page = PAGE.replace("{{WS_PATH}}", &args.path);
+    let page = endpoint::page_with_path(PAGE, &args.path);
     let local = listener.local_addr()?;
     println!(
         "ferrosocket echo: listening on {ws}://{local}{} (page at {http}://{local}/)",
@@ -142,6 +153,7 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
         path: args.path,
         quiet: args.quiet,
         stream: args.stream,
+        connections: AtomicU64::new(0),
     });
     loop {
         tokio::select! {
@@ -186,7 +198,20 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
             shutdown.live()
         );
     }
+    println!(
+        "ferrosocket echo: server stopped after {}",
+        count(shared.connections.load(Ordering::Relaxed), "connection")
+    );
     Ok(())
+}
+
+/// `1 connection`, `2 connections`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 struct Shared {
@@ -195,6 +220,8 @@ struct Shared {
     path: String,
     quiet: bool,
     stream: bool,
+    /// WebSocket connections upgraded so far.
+    connections: AtomicU64,
 }
 
 async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -214,6 +241,12 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             .await;
         // The request head is not needed any more: don't keep it for the connection's life.
         drop(incoming);
+        if let Ok(conn) = &upgraded {
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+            if !shared.quiet {
+                println!("{}", open_line(addr, conn.subprotocol()));
+            }
+        }
         match upgraded {
             // A task of its own: its future holds only the echo loop's state, not the
             // handshake's, which keeps an idle connection small.
@@ -225,7 +258,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
             Err(e) => {
                 if !shared.quiet {
-                    eprintln!("{addr} handshake failed: {e}");
+                    eprintln!("{}", refused_line(addr, &e));
                 }
             }
         }
@@ -270,7 +303,7 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             Err(e) => {
-                if !quiet && !e.is_normal_close() {
+                if !quiet {
                     report_end(addr, &e);
                 }
                 break;
@@ -306,7 +339,7 @@ async fn echo_streamed<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             Err(e) => {
-                if !quiet && !e.is_normal_close() {
+                if !quiet {
                     report_end(addr, &e);
                 }
                 break;
@@ -315,14 +348,106 @@ async fn echo_streamed<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
+/// A message, escaped and cut short: the peer's text is untrusted (see [`shown`]).
 fn print_message(addr: SocketAddr, msg: &Message) {
     let mut out = std::io::stdout().lock();
     let _ = match msg {
-        Message::Text(t) => writeln!(out, "{addr} sent: {t}"),
-        Message::Binary(b) => writeln!(out, "{addr} sent: <binary {} bytes>", b.len()),
+        Message::Text(t) => writeln!(out, "{addr} sent: {}", shown::text_for_log(t)),
+        Message::Binary(b) => writeln!(out, "{addr} sent: {}", shown::binary_for_log(b)),
     };
 }
 
+/// How a connection ended: a normal close on stdout, anything else on stderr.
 fn report_end(addr: SocketAddr, e: &Error) {
-    eprintln!("{addr} closed: {e}");
+    if e.is_normal_close() {
+        println!("{}", end_line(addr, e));
+    } else {
+        eprintln!("{}", end_line(addr, e));
+    }
+}
+
+/// `ADDR connected`, with the subprotocol chosen if any.
+fn open_line(addr: SocketAddr, subprotocol: Option<&str>) -> String {
+    match subprotocol {
+        Some(p) => format!("{addr} connected (subprotocol {p})"),
+        None => format!("{addr} connected"),
+    }
+}
+
+/// `ADDR closed: CODE[: REASON]`, or `ADDR closed: ERROR`. The close reason is the peer's
+/// text, so it is escaped like a message.
+fn end_line(addr: SocketAddr, e: &Error) -> String {
+    match e {
+        Error::Closed(close) if close.reason.is_empty() => format!("{addr} closed: {}", close.code),
+        Error::Closed(close) => format!(
+            "{addr} closed: {}: {}",
+            close.code,
+            shown::text_for_log(&close.reason)
+        ),
+        other => format!("{addr} closed: {}", shown::text_for_log(&other.to_string())),
+    }
+}
+
+/// A refused or failed upgrade. `Error::Handshake` already says "websocket handshake failed",
+/// so it is not said twice.
+fn refused_line(addr: SocketAddr, e: &Error) -> String {
+    let text = shown::text_for_log(&e.to_string());
+    match e {
+        Error::Handshake(_) => format!("{addr} {text}"),
+        _ => format!("{addr} handshake failed: {text}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrosocket::proto::HandshakeError;
+    use ferrosocket::{CloseCode, CloseError};
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4242))
+    }
+
+    #[test]
+    fn a_refused_handshake_says_handshake_failed_once() {
+        let e = Error::Handshake(HandshakeError::OriginNotAllowed);
+        let line = refused_line(addr(), &e);
+        assert!(
+            line.starts_with("127.0.0.1:4242 websocket handshake failed: origin not allowed"),
+            "{line}"
+        );
+        assert_eq!(line.matches("handshake failed").count(), 1, "{line}");
+        let e = Error::Io(std::io::Error::other("reset"));
+        assert_eq!(
+            refused_line(addr(), &e),
+            "127.0.0.1:4242 handshake failed: i/o error: reset"
+        );
+    }
+
+    #[test]
+    fn close_lines_name_the_code_once_and_escape_the_reason() {
+        let normal = Error::Closed(CloseError {
+            code: CloseCode::NORMAL_CLOSURE,
+            reason: "bye\\n\n\u{1b}[2J".to_owned(),
+        });
+        assert_eq!(
+            end_line(addr(), &normal),
+            "127.0.0.1:4242 closed: 1000 (normal closure): bye\\\\n\\n\\u{1b}[2J"
+        );
+        let abnormal = Error::Closed(CloseError::abnormal(""));
+        let line = end_line(addr(), &abnormal);
+        assert!(line.starts_with("127.0.0.1:4242 closed: 1006"), "{line}");
+        assert!(!line.contains("closed: websocket closed"), "{line}");
+    }
+
+    #[test]
+    fn open_lines_name_the_subprotocol() {
+        assert_eq!(open_line(addr(), None), "127.0.0.1:4242 connected");
+        assert_eq!(
+            open_line(addr(), Some("chat")),
+            "127.0.0.1:4242 connected (subprotocol chat)"
+        );
+        assert_eq!(count(1, "connection"), "1 connection");
+        assert_eq!(count(0, "connection"), "0 connections");
+    }
 }

@@ -10,7 +10,13 @@ use std::process::ExitCode;
 
 /// WebSocket tools built on ferrosocket.
 #[derive(Parser, Debug)]
-#[command(name = "ferrosocket", version, about)]
+#[command(
+    name = "ferrosocket",
+    version,
+    about,
+    after_help = "Without a command, runs `echo` with its defaults (ws://127.0.0.1:8080/ws, page at \
+                  http://127.0.0.1:8080/).\n`ferrosocket help COMMAND` shows a command's options."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -19,9 +25,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Echo every message back, and serve a browser page at / to try it (the default job).
+    ///
+    /// Each connection, message and close is printed (messages escaped and cut short: they
+    /// are the peer's text) unless --quiet. Ctrl-C or SIGTERM closes every connection with
+    /// 1001 and stops the server. Exit status: 0 after a stop, 1 when it cannot start.
     Echo(echo::EchoArgs),
     /// Connect to a ws:// or wss:// URL: stdin lines become messages, replies go to stdout.
-    /// Exit status: 0 clean close, 1 connect or handshake error, 2 abnormal close.
+    ///
+    /// How the session ended goes to stderr. Exit status: 0 clean close, 1 connect or
+    /// handshake error, 2 abnormal close.
     Client(client::ClientArgs),
     /// The Autobahn|Testsuite client testee: run every case of a `wstest -m fuzzingserver`.
     AutobahnClient(autobahn_client::AutobahnClientArgs),

@@ -8,22 +8,22 @@ pub(super) const MAX_IN_FLIGHT: usize = 4096;
 /// Options of `ferrosocket bench`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// The echo server's ws:// URL (e.g. ws://127.0.0.1:8080/ws).
+    /// The echo server's ws:// URL (e.g. ws://127.0.0.1:8080/ws or ws://localhost:8080/ws).
     pub(super) url: String,
     /// Connections to open.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub(super) connections: usize,
     /// Payload size of each message, in bytes.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_name = "BYTES", default_value_t = 16)]
     pub(super) size: usize,
     /// Messages outstanding per connection (sent and not yet echoed).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub(super) in_flight: usize,
     /// Seconds to measure for (after the warm-up).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub(super) duration: f64,
     /// Stop after this many messages in total, if that comes before --duration.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub(super) messages: Option<u64>,
     /// Send text messages.
     #[arg(long, conflicts_with = "binary")]
@@ -35,7 +35,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(super) compress: bool,
     /// Seconds of load before measuring starts.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub(super) warmup: f64,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
@@ -44,14 +44,14 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(super) verify: bool,
     /// Runtime threads (1: a current_thread runtime, which `taskset` keeps on one core).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub(super) threads: usize,
     /// Seconds allowed for each connect and handshake.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub(super) timeout: f64,
     /// Also report this (server) process's CPU time (utime+stime from /proc/PID/stat) over
     /// the measured interval, in total and per message.
-    #[arg(long)]
+    #[arg(long, value_name = "PID")]
     pub(super) server_pid: Option<u32>,
     /// The server is a plain TCP echo (the ceiling): skip the handshake and accept our own
     /// masked frames coming back.

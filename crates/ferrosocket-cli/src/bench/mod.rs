@@ -61,9 +61,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         report.print(&args);
     }
-    if report.connections == 0 {
-        return Err("no connection could be established".into());
-    }
     if report.errors > 0 && args.verify {
         return Err(format!("{} connection(s) failed", report.errors).into());
     }
@@ -93,6 +90,10 @@ async fn bench(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let mut upgraded = connected.upgraded;
     let mut errors = connected.errors;
     let mut first_error = connected.first_error;
+    if upgraded.is_empty() {
+        // No load ran: a report would only be zeros. The error alone says what happened.
+        return Err(no_connection(&args.url, errors, first_error.as_deref()).into());
+    }
 
     // With compression every connection must have agreed on the same window.
     let deflate = upgraded.first().and_then(|u| u.deflate);
@@ -187,6 +188,15 @@ async fn bench(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         histogram,
         server_cpu_us: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
     })
+}
+
+/// The error of a run that could open no connection: how many attempts failed, and why the
+/// first one did.
+fn no_connection(url: &str, attempts: u64, first_error: Option<&str>) -> String {
+    let why = first_error.unwrap_or("no attempt was made");
+    format!(
+        "no connection to {url} could be established ({attempts} attempt(s) failed; first error: {why}); is the server running, and is the URL right?"
+    )
 }
 
 /// A progress bar on stderr (a tty only, and not with `--json`), updated 5 times a second.

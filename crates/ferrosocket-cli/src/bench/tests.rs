@@ -123,6 +123,12 @@ async fn a_server_that_is_not_websocket_is_an_error() {
                 .await;
         }
     });
-    let r = bench(&args(addr, 2, 16, 1)).await.unwrap();
-    assert_eq!((r.connections, r.errors), (0, 2));
+    // No connection: an error only, with no (all-zero) report to print.
+    let Err(e) = bench(&args(addr, 2, 16, 1)).await else {
+        panic!("a run without connections must be an error");
+    };
+    let text = e.to_string();
+    assert!(text.contains("no connection to ws://"), "{text}");
+    assert!(text.contains("2 attempt(s) failed"), "{text}");
+    assert!(text.contains("404"), "{text}");
 }
