@@ -61,14 +61,9 @@ async fn read(path: &PathBuf) -> String {
     }
 }
 
-/// Polls the file and publishes its content whenever its time or length changes.
-async fn watch_file(path: PathBuf, interval: Duration, content: watch::Sender<String>) {
-    let mut last: Option<Stamp> = None;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let stamp = match tokio::fs::metadata(&path).await {
+impl Stamp {
+    async fn of(path: &PathBuf) -> Self {
+        match tokio::fs::metadata(path).await {
             Ok(meta) => Stamp {
                 modified: meta.modified().ok(),
                 len: meta.len(),
@@ -77,9 +72,21 @@ async fn watch_file(path: PathBuf, interval: Duration, content: watch::Sender<St
                 modified: None,
                 len: u64::MAX, // gone: a change too, and again a change when it comes back
             },
-        };
-        if last.as_ref() != Some(&stamp) {
-            last = Some(stamp);
+        }
+    }
+}
+
+/// Polls the file and publishes its content whenever its time or length changes. The stamp
+/// is taken before the content is read: a write that lands during the read changes the
+/// stamp, so the next poll reads again and the page never keeps a half-written version.
+async fn watch_file(path: PathBuf, mut last: Stamp, interval: Duration, content: watch::Sender<String>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let stamp = Stamp::of(&path).await;
+        if stamp != last {
+            last = stamp;
             let text = read(&path).await;
             println!("{} changed ({} bytes)", path.display(), text.len());
             content.send_replace(text);
@@ -114,9 +121,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let interval = Duration::from_millis(common::arg_or("interval-ms", 500u64)?.max(10));
     let listener = common::listen(common::DEFAULT_LISTEN).await?;
+    let stamp = Stamp::of(&path).await;
     let (content, _) = watch::channel(read(&path).await);
     let receiver = content.subscribe();
-    tokio::spawn(watch_file(path, interval, content));
+    tokio::spawn(watch_file(path, stamp, interval, content));
     let upgrader = Upgrader::new();
     loop {
         let (stream, _) = tokio::select! {
