@@ -50,7 +50,7 @@ fn example_binary(name: &str) -> PathBuf {
 
 /// A running example: killed when dropped; its standard output arrives line by line.
 struct Running {
-    _child: Child,
+    child: Child,
     lines: mpsc::UnboundedReceiver<String>,
     addr: SocketAddr,
 }
@@ -83,11 +83,7 @@ impl Running {
             .unwrap_or_else(|| panic!("first line {first:?} does not say where it listens"))
             .parse()
             .unwrap();
-        Self {
-            _child: child,
-            lines,
-            addr,
-        }
+        Self { child, lines, addr }
     }
 
     /// Waits for an output line containing `text` and returns it.
@@ -111,6 +107,18 @@ impl Running {
             }
         }
         false
+    }
+
+    /// Sends SIGINT, what Ctrl-C sends.
+    async fn interrupt(&mut self) {
+        let pid = self.child.id().expect("the example already exited").to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().await.unwrap();
+        assert!(sent.success(), "kill -INT {pid} failed");
+    }
+
+    /// Waits for the program to exit; its exit status.
+    async fn exited(&mut self) -> std::process::ExitStatus {
+        within("the example to exit", self.child.wait()).await.unwrap()
     }
 
     fn ws_url(&self) -> String {
@@ -172,6 +180,28 @@ async fn echo_round_trips_messages_and_serves_its_page() {
     assert!(page.contains("new WebSocket("), "{page}");
     let missing = http_get(echo.addr, "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+}
+
+#[tokio::test]
+async fn echo_closes_its_connections_with_1001_on_ctrl_c() {
+    let mut echo = Running::start("echo", &[]).await;
+    let mut conn = echo.dial().await;
+    echo.line_with("connected").await;
+    echo.interrupt().await;
+    // Our recv answers the server's close; the server then has no connection left and exits
+    // without waiting for its shutdown deadline (5 s).
+    let started = std::time::Instant::now();
+    match within("the close", conn.recv()).await {
+        Err(Error::Closed(close)) => assert_eq!(close.code, CloseCode::GOING_AWAY),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    let status = echo.exited().await;
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "exit took {:?}",
+        started.elapsed()
+    );
 }
 
 /// Runs the client example against `url`; its standard output.
@@ -282,6 +312,23 @@ async fn chat_broadcasts_to_everyone_and_drops_a_client_that_does_not_read() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn chat_closes_every_client_with_1001_on_ctrl_c() {
+    let mut chat = Running::start("chat", &[]).await;
+    let mut first = chat.dial().await;
+    let mut second = chat.dial().await;
+    chat.line_with("joined (2 clients)").await;
+    chat.interrupt().await;
+    for conn in [&mut first, &mut second] {
+        match within("the close", conn.recv()).await {
+            Err(Error::Closed(close)) => assert_eq!(close.code, CloseCode::GOING_AWAY),
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+    }
+    let status = chat.exited().await;
+    assert!(status.success(), "{status}");
 }
 
 /// The pid in a `ADDR started pid PID` line.
