@@ -1,6 +1,6 @@
 //! A `wss://` echo server and a client that dials it, in one program.
 //!
-//! The server terminates TLS with rustls through the crate's [`tls`](ferrosocket::tls) module
+//! The server terminates TLS with rustls through the crate's [`tls`] module
 //! (a [`TlsAcceptor`] from [`tls::server_config`] or [`tls::server_config_from_pem`]), then
 //! upgrades the decrypted stream with the same [`Upgrader`] as a plain server: the upgrader
 //! works over any `AsyncRead + AsyncWrite`. The client trusts exactly the server's certificate
