@@ -430,3 +430,35 @@ async fn tls_example_checks_itself() {
     assert!(stdout.contains("tls: ok: wss://localhost:"), "{stdout}");
     assert!(stdout.contains("closed with 1000"), "{stdout}");
 }
+
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn tls_example_serves_a_certificate_from_pem_files() {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir();
+    let stem = format!("ferrosocket-tls-example-{}", std::process::id());
+    let (cert, key) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let output = within(
+        "the tls example",
+        Command::new(example_binary("tls"))
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let _ = (std::fs::remove_file(&cert), std::fs::remove_file(&key));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "tls failed ({}): {stdout}",
+        output.status
+    );
+    assert!(!stdout.contains("self-signed certificate"), "{stdout}");
+    assert!(stdout.contains("tls: ok: wss://localhost:"), "{stdout}");
+}
