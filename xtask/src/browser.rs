@@ -1,7 +1,12 @@
-//! `cargo xtask browser`: the browser end-to-end test of the echo page. Starts `ferrosocket
-//! echo` on a free loopback port and drives `http://127.0.0.1:PORT/` in headless Debian
-//! Chromium with playwright-core (`scripts/browser/echo-page.mjs`). Screenshot:
-//! `target/browser-echo.png`.
+//! `cargo xtask browser`: the browser end-to-end tests, in headless Debian Chromium driven by
+//! playwright-core:
+//! 1. the echo page: starts `ferrosocket echo` on a free loopback port and drives
+//!    `http://127.0.0.1:PORT/` (`scripts/browser/echo-page.mjs`); screenshot
+//!    `target/browser-echo.png`;
+//! 2. the chat example's page: builds and starts `examples/chat` (debug: CI's test stage has
+//!    built it already, and a release build would compile every dev-dependency again), opens the page
+//!    twice, types a message in each and checks both pages show both messages
+//!    (`scripts/browser/chat-page.mjs`); screenshots `target/browser-chat-{alice,bob}.png`.
 //!
 //! Installs what it needs when missing: Debian's chromium (apt-get) and playwright-core (npm,
 //! into `scripts/browser/node_modules`, version pinned in `scripts/browser/package.json`).
@@ -116,30 +121,97 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
 
     let screenshot = root.join("target/browser-echo.png");
-    let _ = std::fs::remove_file(&screenshot);
+    run_page(
+        &browser_dir.join("echo-page.mjs"),
+        addr,
+        &screenshot,
+        &srvlog,
+        &mut server,
+        left(),
+    )?;
+    server.stop()?;
+    log("PASS: echo page (screenshot: target/browser-echo.png)");
+
+    // The chat example's page, two users at once.
+    let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
+    log("building the chat example");
+    let chat = chat_example()?;
+    let mut cmd = Command::new(chat);
+    cmd.args(["--listen", &addr.to_string()]);
+    log(format!("starting testee: {}", proc::describe(&cmd)));
+    let srvlog = root.join("target/browser-chat-server.log");
+    let mut server = proc::spawn(&mut cmd, &srvlog)?;
+    proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
+    let screenshot = root.join("target/browser-chat.png");
+    run_page(
+        &browser_dir.join("chat-page.mjs"),
+        addr,
+        &screenshot,
+        &srvlog,
+        &mut server,
+        left(),
+    )?;
+    server.stop()?;
+    log(
+        "PASS: chat page, two users (screenshots: target/browser-chat-alice.png, target/browser-chat-bob.png)",
+    );
+    Ok(())
+}
+
+/// Runs the page driver `script` against `http://ADDR/` (at most 180 s or what is left of the
+/// overall limit); on failure prints the end of the testee's log. Fails if the testee died.
+fn run_page(
+    script: &Path,
+    addr: SocketAddr,
+    screenshot: &Path,
+    srvlog: &Path,
+    server: &mut proc::Child,
+    left: Duration,
+) -> Result<()> {
+    let _ = std::fs::remove_file(screenshot);
+    let name = script.file_name().map_or_else(
+        || script.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let mut node = proc::spawn_stdio(
         Command::new("node")
-            .arg(browser_dir.join("echo-page.mjs"))
+            .arg(script)
             .arg(format!("http://{addr}/"))
-            .arg(&screenshot)
+            .arg(screenshot)
             .stdin(std::process::Stdio::null()),
     )?;
-    let page_limit = Duration::from_secs(180).min(left());
+    let page_limit = Duration::from_secs(180).min(left);
     match proc::wait_timeout(&mut node, page_limit)? {
         Some(s) if s.success() => {}
         other => {
             eprintln!("---- testee output (last 30 lines) ----");
-            eprintln!("{}", proc::log_tail(&srvlog, 30));
+            eprintln!("{}", proc::log_tail(srvlog, 30));
             match other {
-                None => bail!("echo-page.mjs timed out after {}s", page_limit.as_secs()),
-                Some(s) => bail!("echo-page.mjs failed ({s})"),
+                None => bail!("{name} timed out after {}s", page_limit.as_secs()),
+                Some(s) => bail!("{name} failed ({s})"),
             }
         }
     }
     if !server.is_running() {
-        bail!("testee died during the browser test");
+        bail!("testee died during {name}");
     }
-    server.stop()?;
-    log("PASS (screenshot: target/browser-echo.png)");
     Ok(())
+}
+
+/// Builds the chat example (debug profile, like the tests' build of it); its path.
+fn chat_example() -> Result<std::path::PathBuf> {
+    let root = proc::root();
+    proc::run(Command::new(proc::cargo()).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "ferrosocket",
+        "--example",
+        "chat",
+    ]))?;
+    let bin = root.join("target/debug/examples/chat");
+    if !bin.is_file() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
 }
