@@ -188,20 +188,13 @@ async fn echo_closes_its_connections_with_1001_on_ctrl_c() {
     let mut conn = echo.dial().await;
     echo.line_with("connected").await;
     echo.interrupt().await;
-    // Our recv answers the server's close; the server then has no connection left and exits
-    // without waiting for its shutdown deadline (5 s).
-    let started = std::time::Instant::now();
+    // Our recv answers the server's close; the server then has no connection left and exits.
     match within("the close", conn.recv()).await {
         Err(Error::Closed(close)) => assert_eq!(close.code, CloseCode::GOING_AWAY),
         other => panic!("expected close 1001, got {other:?}"),
     }
     let status = echo.exited().await;
     assert!(status.success(), "{status}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "exit took {:?}",
-        started.elapsed()
-    );
 }
 
 /// Runs the client example against `url`; its standard output.

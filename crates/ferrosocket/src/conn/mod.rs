@@ -168,6 +168,7 @@ where
         self.engine.opts.write_buffer_size
     }
 
+    #[cfg(feature = "stream")]
     pub(crate) fn queue_close(&mut self, frame: CloseFrame) -> Result<(), Error> {
         self.engine.core.send_close(Some(frame))?;
         Ok(())

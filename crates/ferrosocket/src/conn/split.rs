@@ -422,7 +422,7 @@ where
     }
 
     /// Queues a normal close (1000) unless a close was already sent or the session is over.
-    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
+    #[cfg(feature = "stream")]
     pub(crate) fn queue_close_if_open(&self) {
         self.shared.with_engine(|e| {
             if e.core.close_sent().is_none() && e.core.state() != State::Closed {
