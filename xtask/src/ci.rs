@@ -101,12 +101,27 @@ fn stages(s: &mut Stages) -> Result<()> {
         proc::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     s.stage("deps-rule", deps_rule)?;
+    // Every public item documented, every intra-doc link resolving.
+    s.stage("doc", || {
+        proc::run(
+            cargo()
+                .args(["doc", "--workspace", "--no-deps"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )
+    })?;
     s.stage("test", || {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
         if !readme.contains(TEST_CMD) {
             println!("warning: README.md does not contain '{TEST_CMD}'; keep TEST_CMD in xtask/src/ci.rs in sync with it");
         }
         proc::run(cargo().args(["test", "--workspace"]))
+    })?;
+    // The publishable crates as crates.io would receive them: each packaged and built from its
+    // own tarball (workspace path dependencies resolved to the packages made in the same run).
+    // `--allow-dirty` because the stage checks what goes into the packages, not whether the
+    // checkout has uncommitted changes.
+    s.stage("package", || {
+        proc::run(cargo().args(["package", "--workspace", "--allow-dirty"]))
     })?;
     s.stage("build-release", || {
         proc::ferrosocket_release()?;
