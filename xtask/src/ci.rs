@@ -17,15 +17,24 @@ const AUTOBAHN_TIMEOUT: &str = "2400";
 
 /// Arguments of `cargo xtask ci`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Run only this stage (repeatable), e.g. `--only doc --only package`; default: all.
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
+}
 
 struct Stages {
     t0: Instant,
     done: Vec<(String, &'static str, u64)>,
+    /// The stages to run; empty: all.
+    only: Vec<String>,
 }
 
 impl Stages {
     fn stage(&mut self, name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        if !self.only.is_empty() && !self.only.iter().any(|o| o == name) {
+            return Ok(());
+        }
         println!();
         println!("== stage {name}");
         let t0 = Instant::now();
@@ -83,12 +92,23 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// Runs `cargo xtask ci`.
-pub(crate) fn run(_args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let mut s = Stages {
         t0: Instant::now(),
         done: Vec::new(),
+        only: args.only,
     };
-    let result = stages(&mut s);
+    let result = stages(&mut s).and_then(|()| {
+        // Every stage was reached: a name in --only that ran nothing is a typo.
+        match s
+            .only
+            .iter()
+            .find(|o| !s.done.iter().any(|(name, ..)| name == *o))
+        {
+            Some(unknown) => bail!("--only {unknown}: no such stage (see xtask/src/ci.rs)"),
+            None => Ok(()),
+        }
+    });
     s.summary(result.is_ok());
     result
 }
