@@ -152,7 +152,7 @@
 //! | the peer stopped reading (slow-peer policy) | 1008 (policy violation), or the policy's code | `Error::Timeout(`[`Write`](crate::TimeoutKind::Write)`)` |
 //! | compressing an outgoing message failed | 1011 (internal error) | [`Error::Send`](crate::Error::Send) |
 //! | our close frame was not answered within the close timeout | (our close frame) | `Error::Timeout(`[`Close`](crate::TimeoutKind::Close)`)` |
-//! | the read or write deadline passed | nothing; the connection stays usable | `Error::Timeout(`[`Read`](crate::TimeoutKind::Read)` / Write)` |
+//! | the read or write deadline passed | nothing; the connection stays usable (queued output stays queued) | `Error::Timeout(`[`Read`](crate::TimeoutKind::Read)` / Write)` |
 //! | you called [`Conn::close`](crate::Conn::close) | your frame (no code when `None`) | `Ok` with the peer's answer |
 //!
 //! After a session ended, every further call returns
