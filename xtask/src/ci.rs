@@ -17,15 +17,24 @@ const AUTOBAHN_TIMEOUT: &str = "2400";
 
 /// Arguments of `cargo xtask ci`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Run only this stage (repeatable), e.g. `--only doc --only package`; default: all.
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
+}
 
 struct Stages {
     t0: Instant,
     done: Vec<(String, &'static str, u64)>,
+    /// The stages to run; empty: all.
+    only: Vec<String>,
 }
 
 impl Stages {
     fn stage(&mut self, name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        if !self.only.is_empty() && !self.only.iter().any(|o| o == name) {
+            return Ok(());
+        }
         println!();
         println!("== stage {name}");
         let t0 = Instant::now();
@@ -83,12 +92,23 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// Runs `cargo xtask ci`.
-pub(crate) fn run(_args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let mut s = Stages {
         t0: Instant::now(),
         done: Vec::new(),
+        only: args.only,
     };
-    let result = stages(&mut s);
+    let result = stages(&mut s).and_then(|()| {
+        // Every stage was reached: a name in --only that ran nothing is a typo.
+        match s
+            .only
+            .iter()
+            .find(|o| !s.done.iter().any(|(name, ..)| name == *o))
+        {
+            Some(unknown) => bail!("--only {unknown}: no such stage (see xtask/src/ci.rs)"),
+            None => Ok(()),
+        }
+    });
     s.summary(result.is_ok());
     result
 }
@@ -101,12 +121,28 @@ fn stages(s: &mut Stages) -> Result<()> {
         proc::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     s.stage("deps-rule", deps_rule)?;
+    // Every public item documented, every intra-doc link resolving.
+    s.stage("doc", || {
+        proc::run(
+            cargo()
+                .args(["doc", "--workspace", "--no-deps"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )
+    })?;
     s.stage("test", || {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
         if !readme.contains(TEST_CMD) {
             println!("warning: README.md does not contain '{TEST_CMD}'; keep TEST_CMD in xtask/src/ci.rs in sync with it");
         }
         proc::run(cargo().args(["test", "--workspace"]))
+    })?;
+    // The publishable crates as crates.io would receive them: each packaged and built from its
+    // own tarball (workspace path dependencies resolved to the packages made in the same run).
+    // Every member but xtask (`publish = false`, which `cargo package` would still pack), so a
+    // new crate is included without touching this list. `--allow-dirty` because the stage
+    // checks what goes into the packages, not whether the checkout has uncommitted changes.
+    s.stage("package", || {
+        proc::run(cargo().args(["package", "--workspace", "--exclude", "xtask", "--allow-dirty"]))
     })?;
     s.stage("build-release", || {
         proc::ferrosocket_release()?;

@@ -249,13 +249,13 @@ impl Connection {
     }
 
     /// Compress outgoing messages (when permessage-deflate is in use and they pass the size
-    /// threshold). Default: on. gorilla's `EnableWriteCompression`.
+    /// threshold). Default: on.
     pub fn set_write_compression(&mut self, on: bool) {
         self.write_compression = on;
     }
 
     /// Sets the zlib level (0-9) of the messages sent from now on, when permessage-deflate is
-    /// in use (gorilla's `SetCompressionLevel`): 1 (default) is fast, 9 compresses best.
+    /// in use: 1 (default) is fast, 9 compresses best.
     pub fn set_compression_level(&mut self, level: u32) {
         if let Some(codec) = &mut self.deflate {
             codec.set_level(level);
@@ -298,7 +298,7 @@ impl Connection {
         &self.config
     }
 
-    /// Changes the largest message accepted from now on (gorilla's `SetReadLimit`).
+    /// Changes the largest message accepted from now on.
     pub fn set_max_message_size(&mut self, bytes: Option<usize>) {
         self.config.max_message_size = bytes;
     }

@@ -43,6 +43,8 @@
 //! With the `fuzzing` feature, the module `fuzzing` re-exports internals for the fuzz
 //! targets and benches. It is not part of the stable API.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod close;
 mod config;
 mod connection;
@@ -85,8 +87,14 @@ pub use utf8::Utf8Error;
 /// Internals for the fuzz targets, benches and tests (feature `fuzzing`): not a stable API,
 /// and nothing a WebSocket user needs.
 #[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 pub mod fuzzing {
     pub use crate::extensions::deflate::{client_offer, negotiate_client, negotiate_server};
     pub use crate::mask::FixedMaskSource;
     pub use crate::utf8::Utf8Validator;
 }
+
+// The crate README's example compiles and runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -281,7 +281,7 @@ impl Message {
         self.as_bytes().is_empty()
     }
 
-    /// The payload, giving up the kind (no copy): gorilla's `ReadMessage` data. The same as
+    /// The payload, giving up the kind (no copy). The same as
     /// [`Message::into_bytes`].
     ///
     /// ```

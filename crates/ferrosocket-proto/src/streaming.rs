@@ -1,5 +1,5 @@
 //! Streamed reception: a data message handed to the application chunk by chunk as its bytes
-//! arrive ([`ReadMode::Streamed`]), instead of reassembled in memory (gorilla's `NextReader`).
+//! arrive ([`ReadMode::Streamed`]), instead of reassembled in memory.
 //!
 //! The frame machinery is the whole-message one: [`Connection::poll_event`] parses the header,
 //! unmasks and (for uncompressed text) UTF-8-checks the payload in place as it arrives. For a

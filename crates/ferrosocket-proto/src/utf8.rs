@@ -10,7 +10,9 @@
 #[error("invalid utf-8 in text payload")]
 pub struct Utf8Error;
 
-/// Validates UTF-8 text that arrives in pieces. See the [module documentation](self).
+/// Validates UTF-8 text that arrives in pieces, failing at the first byte that cannot start
+/// or continue valid text, even mid-frame; it keeps at most three bytes of an unfinished code
+/// point between pieces.
 ///
 /// ```
 /// use ferrosocket_proto::fuzzing::Utf8Validator;

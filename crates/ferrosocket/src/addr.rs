@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 /// A transport with a local and a remote socket address: TCP, and TLS over anything that has
 /// them. It gives [`Conn::peer_addr`](crate::Conn::peer_addr) and
-/// [`Conn::local_addr`](crate::Conn::local_addr) (gorilla's `RemoteAddr` and `LocalAddr`) to a
-/// `Conn` over that transport.
+/// [`Conn::local_addr`](crate::Conn::local_addr) to a `Conn` over that transport.
 ///
 /// Implemented for [`tokio::net::TcpStream`], for rustls' client and server streams
 /// ([`tls::ClientTlsStream`](crate::tls::ClientTlsStream),

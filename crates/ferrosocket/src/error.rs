@@ -1,4 +1,4 @@
-//! Errors, and gorilla-style close classification. Every error type the crate returns lives
+//! Errors, and close classification. Every error type the crate returns lives
 //! here, so that no module needs another just to name its errors.
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use std::io;
 ///
 /// `code` is the peer's close code; [`CloseCode::NO_STATUS_RECEIVED`] (1005) when its close
 /// frame had none, and [`CloseCode::ABNORMAL_CLOSURE`] (1006) when the transport ended or was
-/// reset without any close frame. This mirrors gorilla's `CloseError`.
+/// reset without any close frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseError {
     /// The close code.
@@ -100,8 +100,8 @@ pub enum Error {
     /// The opening handshake failed.
     #[error("websocket handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
-    /// The server refused the opening handshake (a status other than 101; gorilla's
-    /// `ErrBadHandshake`): its status, headers and the start of its body.
+    /// The server refused the opening handshake (a status other than 101): its status,
+    /// headers and the start of its body.
     #[error(transparent)]
     BadHandshake(Box<HandshakeResponse>),
     /// The [`Upgrader::on_request`](crate::Upgrader::on_request) callback refused the upgrade:
@@ -134,17 +134,18 @@ pub enum Error {
     /// or `recv_json` reads the next message. Close it yourself if bad input ends the session
     /// (e.g. with [`CloseCode::UNSUPPORTED_DATA`] or [`CloseCode::POLICY_VIOLATION`]).
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     #[error("received message is not the expected json (it was consumed; the connection remains open): {0}")]
     Json(#[source] serde_json::Error),
     /// A value could not be serialized as JSON (`send_json`; feature `json`), e.g. a map
     /// with non-string keys. Nothing was sent; the connection remains open.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     #[error("value could not be serialized as json (nothing was sent): {0}")]
     JsonEncode(#[source] serde_json::Error),
 }
 
-/// The answer to a refused opening handshake (gorilla's `ErrBadHandshake` with its response),
-/// carried by [`Error::BadHandshake`].
+/// The answer to a refused opening handshake, carried by [`Error::BadHandshake`].
 ///
 /// ```no_run
 /// # async fn run() {
@@ -314,7 +315,7 @@ impl Error {
     }
 }
 
-/// Whether `err` is a [`CloseError`] with one of `codes` (gorilla's `IsCloseError`).
+/// Whether `err` is a [`CloseError`] with one of `codes`.
 ///
 /// ```
 /// use ferrosocket::{CloseError, Error, is_close_error, CloseCode};
@@ -326,8 +327,8 @@ pub fn is_close_error(err: &Error, codes: &[CloseCode]) -> bool {
     matches!(err, Error::Closed(c) if codes.contains(&c.code))
 }
 
-/// Whether `err` is a [`CloseError`] whose code is NOT one of `expected` (gorilla's
-/// `IsUnexpectedCloseError`): log these, ignore the expected ones.
+/// Whether `err` is a [`CloseError`] whose code is NOT one of `expected`: log these, ignore
+/// the expected ones.
 ///
 /// ```
 /// use ferrosocket::{CloseError, Error, is_unexpected_close_error, CloseCode};

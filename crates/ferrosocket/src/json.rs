@@ -1,4 +1,4 @@
-//! JSON messages (feature `json`): gorilla's `WriteJSON` / `ReadJSON`.
+//! JSON messages (feature `json`): `send_json` / `recv_json`.
 //!
 //! [`Conn::send_json`] serializes a value with serde_json and sends it as one text message;
 //! [`Conn::recv_json`] receives the next message, text or binary, and deserializes it. The
@@ -27,11 +27,12 @@ fn decode<T: DeserializeOwned>(msg: &Message) -> Result<T, Error> {
     serde_json::from_slice(msg.as_bytes()).map_err(Error::Json)
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Serializes `value` as JSON and sends it as one text message (gorilla's `WriteJSON`).
+    /// Serializes `value` as JSON and sends it as one text message.
     ///
     /// # Errors
     /// [`Error::JsonEncode`] when serde_json cannot serialize `value` (nothing is sent; the
@@ -44,8 +45,7 @@ where
         self.send(msg).await
     }
 
-    /// Receives the next message, text or binary, and deserializes it from JSON (gorilla's
-    /// `ReadJSON`).
+    /// Receives the next message, text or binary, and deserializes it from JSON.
     ///
     /// # Errors
     /// [`Error::Json`] when the message is not valid JSON for `T`: the message was consumed
@@ -91,6 +91,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 impl<S> ReadHalf<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -112,6 +113,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 impl<S> WriteHalf<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -1,18 +1,45 @@
-//! ferrosocket: WebSocket server and client for tokio, with gorilla/websocket's feature set.
+//! WebSocket (RFC 6455) server and client for tokio, with permessage-deflate (RFC 7692).
 //!
-//! - [`Upgrader`] turns an HTTP/1.1 upgrade request into a [`Conn`] (server side).
-//! - [`Conn`] reads and writes messages, answers pings, runs handlers, enforces limits and
-//!   deadlines, and reports how the session ended as a [`CloseError`].
+//! - [`Upgrader`] turns an HTTP/1.1 upgrade request into a [`Conn`] (server side), checking
+//!   the origin, choosing a subprotocol and deciding per request ([`Upgrader::on_request`]).
 //! - [`Dialer`] connects to `ws://` and `wss://` URLs, directly, through an `http://` or
-//!   `https://` proxy, or over a transport of your own ([`Dialer::connector`]) (client side);
-//!   the `tls` module has the rustls helpers (feature `rustls`, on by default). The [`http`]
-//!   crate is re-exported for building requests and headers.
-//! - [`PreparedMessage`] frames a message once for many connections.
-//! - With feature `json` (off by default), `Conn::send_json` / `Conn::recv_json` and the same
-//!   on the split halves exchange serde values as JSON text messages (gorilla's `WriteJSON` /
-//!   `ReadJSON`).
+//!   `https://` proxy, or over a transport of your own ([`Dialer::connector`]) (client side).
+//! - [`Conn`] sends and receives messages, answers pings, runs handlers, enforces limits,
+//!   deadlines and timers, and reports how the session ended as a [`CloseError`]; [`Conn::split`]
+//!   gives a reader and a writer half for two tasks.
+//! - [`ConnOptions`] are a connection's limits, buffers, compression and timers, the same for
+//!   both sides.
+//! - [`PreparedMessage`] frames a message once for many connections; [`Shutdown`] closes every
+//!   connection of a server with 1001 (going away).
 //!
-//! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
+//! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`] (re-exported as
+//! [`proto`]); this crate moves bytes. The [`http`] crate is re-exported for requests and
+//! headers.
+//!
+//! The long-form guide is in [`docs`]: [Buffers and memory](docs#buffers-and-memory),
+//! [Origin](docs#origin), [Compression](docs#compression),
+//! [Limits and defaults](docs#limits-and-defaults),
+//! [Errors and close codes](docs#errors-and-close-codes), [Streaming](docs#streaming), and
+//! [Coming from gorilla/websocket](docs#coming-from-gorillawebsocket).
+//!
+//! # Quick start: a client
+//! Against the echo server of the `ferrosocket` command (`ferrosocket echo`, or
+//! `cargo run -p ferrosocket-cli -- echo` in the repository), with `tokio` (features
+//! `rt-multi-thread` and `macros`) beside this crate:
+//!
+//! ```no_run
+//! use ferrosocket::Dialer;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), ferrosocket::Error> {
+//!     let (mut conn, _response) = Dialer::new().connect("ws://127.0.0.1:8080/ws").await?;
+//!     conn.send("hello").await?;
+//!     let reply = conn.recv().await?;
+//!     println!("received: {reply}");
+//!     conn.close(None).await?;
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Quick start: an echo server
 //! ```no_run
@@ -35,9 +62,17 @@
 //! # }
 //! ```
 //!
+//! # Features
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `rustls` | on | `wss://` in the [`Dialer`], and the `tls` module's helpers for clients and servers, with rustls and its *ring* provider (building *ring* needs a C compiler) |
+//! | `stream` | on | `futures` `Stream` and `Sink` for [`Conn`] and the split halves |
+//! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
+//!
 //! # Close errors
 //! A session ends with [`Error::Closed`], carrying the peer's close code, or 1006 (abnormal
-//! closure) when the transport ended without a close frame. Classify it as gorilla does:
+//! closure) when the transport ended without a close frame; see
+//! [Errors and close codes](docs#errors-and-close-codes) for every case.
 //!
 //! ```
 //! use ferrosocket::{CloseCode, Error, is_unexpected_close_error};
@@ -48,7 +83,7 @@
 //! }
 //! ```
 //!
-//! A liveness check in the same style: send a ping; if the write fails, the peer is gone.
+//! A liveness check: send a ping; if the write fails, the peer is gone.
 //!
 //! ```no_run
 //! # async fn check(conn: &mut ferrosocket::Conn<tokio::net::TcpStream>) {
@@ -63,15 +98,19 @@
 //!
 //! # Concurrency
 //! `Conn` methods take `&mut self`: one task reads and writes. To read and write from two
-//! tasks, use [`Conn::split`]; the reader keeps answering pings.
+//! tasks, use [`Conn::split`]; the reader keeps answering pings, and the writer half can be
+//! cloned. [`ReadHalf::reunite`] puts the halves back together.
 //!
 //! # Cancel safety
 //! [`Conn::recv`] and [`Conn::flush`] are cancel safe: a `recv` dropped in `tokio::select!`
 //! loses no byte, even mid-frame.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod addr;
 mod client;
 mod conn;
+pub mod docs;
 mod error;
 #[cfg(feature = "json")]
 mod json;
@@ -83,6 +122,7 @@ mod slot;
 #[cfg(feature = "stream")]
 mod stream;
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 mod upgrader;
 
@@ -104,3 +144,8 @@ pub use upgrader::{Accept, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Up
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};
 pub use http;
+
+// The crate README's Rust examples (the client quick start among them) compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -33,6 +33,7 @@ pub enum MaybeTlsStream {
     /// `wss://` by rustls straight over TCP, or through an `http://` proxy's tunnel (boxed:
     /// the TLS state is large, a plain stream is not).
     #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A stack the two variants above cannot name: a transport made by a
     /// [`Dialer::connector`](crate::Dialer::connector) hook, and/or a tunnel inside TLS to an

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use std::sync::Mutex;
 
-/// A pool of write buffers shared by many connections (gorilla's `WriteBufferPool`).
+/// A pool of write buffers shared by many connections.
 ///
 /// A connection takes a buffer when it queues a frame and puts it back once everything queued
 /// has been written, so thousands of idle connections share a handful of buffers.

@@ -6,9 +6,8 @@ use ferrosocket_proto::{
 };
 use std::sync::{Mutex, OnceLock};
 
-/// A message whose wire form is computed once and reused for every connection it is sent to
-/// (gorilla's `PreparedMessage`): broadcast to thousands of server connections costs one
-/// encoding and no copy per connection.
+/// A message whose wire form is computed once and reused for every connection it is sent to:
+/// broadcast to thousands of server connections costs one encoding and no copy per connection.
 ///
 /// The frames are the core's ([`proto::server_frame`](crate::proto::server_frame),
 /// [`proto::compressed_server_frame`](crate::proto::compressed_server_frame)), and each

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Yields messages until the session ends. A normal end (the peer sent 1000, 1001 or no
 /// code) ends the stream; any other end is yielded once as an error, then the stream ends.
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<S> futures_core::Stream for Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -33,6 +34,7 @@ fn stream_item(polled: Poll<Result<Message, Error>>) -> Poll<Option<Result<Messa
 }
 
 /// Sends messages; `poll_close` sends a 1000 close frame and writes everything out.
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<S> futures_sink::Sink<Message> for Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -67,6 +69,7 @@ where
 
 /// Yields messages until the session ends, like the [`Stream`](futures_core::Stream) of
 /// [`Conn`].
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<S> futures_core::Stream for crate::ReadHalf<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -80,6 +83,7 @@ where
 
 /// Sends messages; `poll_close` sends a 1000 close frame and writes everything out (the
 /// reader then receives the peer's close).
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 impl<S> futures_sink::Sink<Message> for crate::WriteHalf<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -36,7 +36,7 @@ struct Inner {
     live: Arc<AtomicUsize>,
 }
 
-/// Turns HTTP/1.1 upgrade requests into WebSocket connections (gorilla's `Upgrader`).
+/// Turns HTTP/1.1 upgrade requests into WebSocket connections.
 ///
 /// Cheap to clone and safe to share between tasks. Every option has a safe default; the
 /// options of the connections themselves are a [`ConnOptions`], the same as the
@@ -168,7 +168,7 @@ impl Upgrader {
         self.with(|i| i.handshake = hs)
     }
 
-    /// Builds the HTTP response sent when a handshake is refused (gorilla's `Error`). The
+    /// Builds the HTTP response sent when a handshake is refused. The
     /// default is a short plain-text body with the status and the reason.
     pub fn error_response(
         self,
@@ -177,7 +177,7 @@ impl Upgrader {
         self.with(|i| i.error_response = Some(Arc::new(f)))
     }
 
-    /// Decides whether a request's `Origin` is acceptable (gorilla's `CheckOrigin`); refused
+    /// Decides whether a request's `Origin` is acceptable; refused
     /// requests get 403. The default accepts requests without `Origin` and those whose
     /// `Origin` host equals the `Host` header. To accept any origin: `.check_origin(|_| true)`.
     pub fn check_origin(self, f: impl Fn(&request::Parts) -> bool + Send + Sync + 'static) -> Self {
@@ -192,8 +192,8 @@ impl Upgrader {
         })
     }
 
-    /// Decides, for each valid upgrade request, whether and how to upgrade it (gorilla checks
-    /// in the handler before `Upgrade`, tungstenite's `accept_hdr` callback).
+    /// Decides, for each valid upgrade request, whether and how to upgrade it: check a token
+    /// or a cookie, refuse with any status, choose the subprotocol, add headers.
     ///
     /// The callback runs after the handshake was validated and the origin check passed, on both
     /// paths ([`accept`](Self::accept), [`accept_from`](Self::accept_from) and
@@ -214,7 +214,7 @@ impl Upgrader {
     /// itself, a refusal below 300) is a bug in the callback: the client gets 500 Internal
     /// Server Error and the upgrade returns [`Error::BadDecision`].
     ///
-    /// The callback is synchronous, as gorilla's and tungstenite's are: keep it quick and do
+    /// The callback is synchronous: keep it quick and do
     /// no blocking I/O in it. For an asynchronous check (a database lookup), use
     /// [`read_request`](Self::read_request), check, then [`upgrade`](Self::upgrade). Setting it
     /// again replaces it; clones of the upgrader share it.

@@ -32,7 +32,7 @@ pub(crate) const EXTENSION_NAME: &str = "permessage-deflate";
 #[non_exhaustive]
 pub struct DeflateConfig {
     /// zlib level, 0 (store) to 9 (best). Default 1: most of the ratio on text at a fraction
-    /// of the CPU of level 6 (gorilla makes the same choice).
+    /// of the CPU of level 6.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed. Default 64: below that
     /// deflate's overhead usually exceeds what it saves.

@@ -29,8 +29,8 @@ use http::{Response, StatusCode};
 
 use super::header_has_token;
 
-/// The most of a refused handshake's body worth keeping by default: 64 KiB (gorilla keeps
-/// 1 KiB; an error page explaining a 401 or a 403 is rarely longer than this).
+/// The most of a refused handshake's body worth keeping by default: 64 KiB (an error page
+/// explaining a 401 or a 403 is rarely longer than this).
 pub const DEFAULT_BODY_CAP: usize = 64 << 10;
 
 /// Room allowed for chunk-size lines on top of the cap before a chunked body stops being read.

@@ -85,8 +85,8 @@ impl ServerHandshake {
     ///
     /// The server picks the first protocol of this list that the client
     /// offered in `Sec-WebSocket-Protocol`. If none is in common the
-    /// handshake still succeeds without a `Sec-WebSocket-Protocol` header
-    /// (as gorilla/websocket does): the client decides whether to go on.
+    /// handshake still succeeds without a `Sec-WebSocket-Protocol` header:
+    /// the client decides whether to go on.
     /// Default: empty, so no subprotocol is ever selected. Matching is
     /// case-sensitive, as subprotocol names are (RFC 6455 §4.1).
     #[must_use]
@@ -233,13 +233,13 @@ fn is_valid_key(key: &[u8]) -> bool {
     key.len() == 24 && matches!(KEY_ENGINE.decode_slice(key, &mut out), Ok(16))
 }
 
-/// Gorilla-style same-origin check (RFC 6455 §10.2).
+/// The default same-origin check (RFC 6455 §10.2).
 ///
 /// A request without `Origin` (a non-browser client) is allowed. Otherwise
 /// the `Origin` must be a URL with a scheme and a host, and its
 /// `host[:port]`, exactly as written, must equal the `Host` header ASCII
 /// case-insensitively. So `Origin: https://example.com:443` does not match
-/// `Host: example.com`, as in gorilla/websocket. Several `Origin` headers,
+/// `Host: example.com`. Several `Origin` headers,
 /// `Origin: null`, credentials in the origin, or an unparsable value are
 /// rejected.
 ///

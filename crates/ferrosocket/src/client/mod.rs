@@ -58,7 +58,7 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// Opens WebSocket connections to servers (gorilla's `Dialer`).
+/// Opens WebSocket connections to servers.
 ///
 /// Cheap to clone and safe to share between tasks. Every option has a safe default; the
 /// options of the connections themselves are a [`ConnOptions`], the same as the
@@ -68,7 +68,7 @@ struct Inner {
 /// |---|---|---|
 /// | [`connector`](Self::connector) | tokio's `TcpStream::connect`, with `TCP_NODELAY` | whole messages are written at once; Nagle's algorithm would only delay them |
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s | DNS, TCP connect (or the connector hook), TLS to an `https://` proxy and its `CONNECT`: a host that drops packets must not hang the caller for the OS's two-minute SYN retries |
-/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | TLS and the HTTP upgrade: a server that accepts TCP but never answers must not hold the caller (gorilla's zero value means none) |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | TLS and the HTTP upgrade: a server that accepts TCP but never answers must not hold the caller |
 /// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a server cannot make us allocate without bound |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
 /// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; freed whenever a read would block, so idle connections hold none |
@@ -78,9 +78,9 @@ struct Inner {
 /// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
 /// | [`slow_peer_policy`](Self::slow_peer_policy) | close with 1008 after 60 s without write progress | memory stays bounded either way; this frees the connection |
 /// | [`max_write_buffer_size`](Self::max_write_buffer_size) | 4 MiB | unwritten output beyond which the connection stops reading |
-/// | [`proxy_from_env`](Self::proxy_from_env) | on | like Go's `http.ProxyFromEnvironment` (gorilla's `DefaultDialer`): clients behind a proxy work without code changes |
+/// | [`proxy_from_env`](Self::proxy_from_env) | on | clients behind a proxy work without code changes, as with curl and most HTTP clients |
 /// | [`subprotocols`](Self::subprotocols) | none offered | the application decides what it speaks |
-/// | [`enable_compression`](Self::enable_compression) | off | gorilla parity; compression costs CPU and memory per connection |
+/// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
 /// | `tls_config` | Mozilla's roots (`webpki-roots`), ALPN `http/1.1` | the same trust on every machine, with no dependency on the platform's store |
 ///
 /// Frames sent by the client are masked with keys from the OS CSPRNG (RFC 6455 §5.3).
@@ -162,7 +162,7 @@ impl Dialer {
 
     conn_options_setters!();
 
-    /// Replaces the TCP connect with `connect` (gorilla's `NetDialContext`): it is called with
+    /// Replaces the TCP connect with `connect`: it is called with
     /// the host (a name or an IP address, IPv6 without brackets) and port to reach, and
     /// returns any byte stream (see [`Transport`]).
     ///
@@ -266,7 +266,7 @@ impl Dialer {
     }
 
     /// Whether to use the proxy named by the environment when no [`proxy`](Self::proxy) is set
-    /// (default: on, like Go's `http.ProxyFromEnvironment`).
+    /// (default: on).
     ///
     /// `wss://` URLs use `HTTPS_PROXY` (or `https_proxy`), `ws://` URLs use `HTTP_PROXY` (or
     /// `http_proxy`); either variable may name an `http://` or an `https://` proxy (see
@@ -281,6 +281,7 @@ impl Dialer {
     /// trusts Mozilla's roots (see [`crate::tls`]). It is also used for TLS to an `https://`
     /// proxy unless the proxy has its own ([`ProxyConfig::tls_config`]).
     #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn tls_config(self, config: Arc<rustls::ClientConfig>) -> Self {
         self.with(|i| i.tls = Some(config))
     }
@@ -363,7 +364,7 @@ impl Dialer {
         self.handshake(stream, req, leftover, deadline).await
     }
 
-    /// Runs the opening handshake over a transport the caller made (gorilla's `NewClient`):
+    /// Runs the opening handshake over a transport the caller made:
     /// a Unix socket, an in-memory pipe, a TLS stream set up by hand...
     ///
     /// `request` is a `GET` whose URI is the URL (only its path and query are sent) or a path

@@ -103,6 +103,7 @@ impl ProxyConfig {
     /// Without it the [`Dialer::tls_config`](super::Dialer::tls_config) is used, else Mozilla's roots. It does not turn
     /// TLS on: see [`tls`](Self::tls).
     #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls_config = Some(config);
         self

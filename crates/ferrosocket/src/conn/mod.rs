@@ -191,7 +191,7 @@ where
     }
 
     /// Sends one fragment of a message; the last one has `fin` set. Streams a message whose
-    /// size is not known in advance (gorilla's `NextWriter`).
+    /// size is not known in advance (or use [`send_stream`](Self::send_stream)).
     pub async fn send_fragment(
         &mut self,
         kind: ferrosocket_proto::MessageKind,
@@ -262,7 +262,7 @@ where
         }
     }
 
-    /// Gives back the transport, dropping the WebSocket state (gorilla's `NetConn`). Bytes
+    /// Gives back the transport, dropping the WebSocket state. Bytes
     /// received but not yet processed and output not yet written are lost.
     pub fn into_inner(self) -> S {
         self.io
@@ -270,8 +270,8 @@ where
 
     // ---- handlers, deadlines, limits -----------------------------------------------------
 
-    /// Runs `handler` for every ping; its answer decides whether a pong is sent (gorilla's
-    /// `SetPingHandler`). The default handler answers every ping
+    /// Runs `handler` for every ping; its answer decides whether a pong is sent. The default
+    /// handler answers every ping
     /// ([`PingAction::default`]).
     pub fn set_ping_handler(&mut self, handler: impl FnMut(&[u8]) -> PingAction + Send + 'static) {
         self.engine
@@ -279,14 +279,14 @@ where
             .set_ping(&mut self.engine.core, Box::new(handler));
     }
 
-    /// Runs `handler` for every pong (gorilla's `SetPongHandler`); e.g. to extend a deadline.
+    /// Runs `handler` for every pong; e.g. to extend a deadline.
     /// The default does nothing.
     pub fn set_pong_handler(&mut self, handler: impl FnMut(&[u8]) + Send + 'static) {
         self.engine.handlers.set_pong(Box::new(handler));
     }
 
     /// Runs `handler` when the peer's close frame arrives; its answer is the close frame sent
-    /// back (gorilla's `SetCloseHandler`). `recv` then returns [`Error::Closed`]. The default
+    /// back. `recv` then returns [`Error::Closed`]. The default
     /// echoes the peer's code ([`CloseAction::default`]).
     pub fn set_close_handler(
         &mut self,
@@ -304,7 +304,7 @@ where
     }
 
     /// After `deadline`, a pending [`recv`](Self::recv) returns [`TimeoutKind::Read`]; `None`
-    /// removes the deadline. Unlike gorilla, the connection stays usable after a timeout.
+    /// removes the deadline. The connection stays usable after the timeout.
     ///
     /// [`TimeoutKind::Read`]: crate::TimeoutKind::Read
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
@@ -318,14 +318,14 @@ where
         self.engine.write_deadline = deadline;
     }
 
-    /// Compress the messages sent from now on, when permessage-deflate was negotiated
-    /// (gorilla's `EnableWriteCompression`). Default: on.
+    /// Compress the messages sent from now on, when permessage-deflate was negotiated.
+    /// Default: on.
     pub fn set_write_compression(&mut self, on: bool) {
         self.engine.core.set_write_compression(on);
     }
 
     /// The zlib level (0-9) of the messages sent from now on, when permessage-deflate was
-    /// negotiated (gorilla's `SetCompressionLevel`; default from the upgrader's or dialer's
+    /// negotiated (default from the upgrader's or dialer's
     /// [`DeflateConfig`](ferrosocket_proto::DeflateConfig), 1).
     pub fn set_compression_level(&mut self, level: u32) {
         self.engine.core.set_compression_level(level);
@@ -367,7 +367,7 @@ where
     }
 
     /// The largest message accepted from now on; bigger ones close the connection with 1009
-    /// (gorilla's `SetReadLimit`). `None` means unlimited.
+    /// (message too big). `None` means unlimited.
     pub fn set_read_limit(&mut self, bytes: Option<usize>) {
         self.engine.core.set_max_message_size(bytes);
     }
@@ -409,13 +409,13 @@ impl<S> Conn<S>
 where
     S: crate::addr::SocketAddrs + AsyncRead + AsyncWrite + Unpin,
 {
-    /// The address of the peer (gorilla's `RemoteAddr`): for TLS, that of the transport
+    /// The address of the peer: for TLS, that of the transport
     /// beneath it. See [`SocketAddrs`](crate::SocketAddrs) for the transports that have one.
     pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.get_ref().peer_addr()
     }
 
-    /// Our own address (gorilla's `LocalAddr`): for TLS, that of the transport beneath it.
+    /// Our own address: for TLS, that of the transport beneath it.
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.get_ref().local_addr()
     }

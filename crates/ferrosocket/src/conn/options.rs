@@ -27,7 +27,7 @@ use std::time::Duration;
 /// | [`keepalive`](Self::keepalive) | off | the application chooses its liveness policy (the CLI turns it on) |
 /// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
 /// | [`slow_peer_policy`](Self::slow_peer_policy) | close with 1008 after 60 s without write progress | memory stays bounded either way; this frees the connection |
-/// | [`enable_compression`](Self::enable_compression) | off | gorilla parity; compression costs CPU and memory per connection |
+/// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
 ///
 /// ```
 /// use ferrosocket::{ConnOptions, Dialer, Upgrader};
@@ -150,9 +150,9 @@ impl ConnOptions {
         self
     }
 
-    /// Negotiate permessage-deflate (RFC 7692) with default settings (gorilla's
-    /// `EnableCompression`). Default: off (gorilla parity; compression costs CPU and memory
-    /// per connection). Context takeover is supported in both directions.
+    /// Negotiate permessage-deflate (RFC 7692) with default settings. Default: off
+    /// (compression costs CPU and memory per connection). Context takeover is supported in
+    /// both directions.
     pub fn enable_compression(self, on: bool) -> Self {
         self.deflate(on.then(DeflateConfig::default))
     }

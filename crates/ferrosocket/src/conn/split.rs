@@ -148,8 +148,8 @@ impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Splits the connection into a reader and a writer for two tasks (gorilla allows one
-    /// concurrent reader and one writer; here the types enforce it).
+    /// Splits the connection into a reader and a writer for two tasks (one reader and one
+    /// writer at a time: the types enforce it; the writer half can be cloned).
     ///
     /// Both halves keep every setting of the connection: the reader runs the handlers,
     /// keepalive, the idle and close timers, the shutdown token and the read deadline and

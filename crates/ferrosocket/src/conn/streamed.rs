@@ -1,6 +1,6 @@
 //! Streamed messages: receive one as a sequence of chunks ([`MessageReader`], an
 //! `AsyncRead`), send one through an `AsyncWrite` ([`MessageWriter`]) whose `shutdown` ends it.
-//! gorilla's `NextReader` / `NextWriter`, for messages larger than memory.
+//! For messages larger than memory.
 //!
 //! Both work on a whole [`Conn`] and on the split halves. Memory stays bounded by the chunk
 //! size ([`Config::stream_chunk_size`](ferrosocket_proto::Config::stream_chunk_size), 64 KiB by
@@ -354,7 +354,7 @@ impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Receives the next message as a stream of chunks (gorilla's `NextReader`); see
+    /// Receives the next message as a stream of chunks; see
     /// [`MessageReader`]. What is left of a message a previous reader did not finish is
     /// skipped.
     ///
@@ -377,8 +377,7 @@ where
         self.engine.poll_chunk(&mut self.io, waker, waker)
     }
 
-    /// Starts sending a message of `kind` through an [`AsyncWrite`] (gorilla's `NextWriter`);
-    /// see [`MessageWriter`].
+    /// Starts sending a message of `kind` through an [`AsyncWrite`]; see [`MessageWriter`].
     pub fn send_stream(&mut self, kind: MessageKind) -> MessageWriter<'_, S> {
         MessageWriter::new(Sink::Conn(self), kind)
     }
