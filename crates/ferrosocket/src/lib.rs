@@ -11,6 +11,9 @@
 //! - With feature `json` (off by default), `Conn::send_json` / `Conn::recv_json` and the same
 //!   on the split halves exchange serde values as JSON text messages (gorilla's `WriteJSON` /
 //!   `ReadJSON`).
+//! - With feature `metrics` (off by default), connections report counts, bytes, close codes,
+//!   ping round trips and queued output through the `metrics` facade (module `metrics`, with
+//!   the table of every metric).
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`]; this crate moves bytes.
 //!
@@ -76,6 +79,10 @@ mod error;
 #[cfg(feature = "json")]
 mod json;
 mod maybe_tls;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod pool;
 mod prepared;
 mod shutdown;
