@@ -32,11 +32,6 @@
 //! (role), so a connection holds one pointer and a few words. They bind to the recorder in
 //! force when that builder makes its first connection: install the recorder before.
 //! [`describe`] registers the descriptions (help text and units) above with the recorder.
-//!
-//! ```
-//! // With a recorder installed (here none: the calls are no-ops), name the metrics once:
-//! ferrosocket::metrics::describe();
-//! ```
 
 use ferrosocket_proto::{CloseFrame, Connection, Event, Role};
 
@@ -161,6 +156,11 @@ pub(crate) fn handshake_rejected(response: &[u8]) {
 
 /// Registers the description and unit of every metric in the table above with the recorder
 /// in force (the global one, or a local one on this thread). Optional: it adds help text.
+///
+/// ```
+/// // Once, after installing the recorder (here none: the calls are no-ops).
+/// ferrosocket::metrics::describe();
+/// ```
 #[cfg(feature = "metrics")]
 pub fn describe() {
     use metrics::Unit;
