@@ -329,10 +329,11 @@ fn ping_round_trip_runs_from_our_ping_to_the_pong_with_its_payload() {
     run_with(&rec, true, async {
         let (mut server, mut client) = pair();
         let peer = tokio::spawn(async move {
-            // The ping waits 50 ms in the pipe before the server reads (and answers) it.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // An unsolicited pong first: not the answer, not measured.
+            // An unsolicited pong at 20 ms: not the answer, not measured.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             server.pong(b"heartbeat").await.unwrap();
+            // The ping waits 50 ms in the pipe before the server reads (and answers) it.
+            tokio::time::sleep(Duration::from_millis(30)).await;
             let err = server.recv().await.unwrap_err();
             assert!(matches!(err, Error::Closed(_)), "{err}");
         });
