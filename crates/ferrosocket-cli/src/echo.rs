@@ -73,6 +73,10 @@ pub(crate) struct EchoArgs {
     /// whatever the message size, up to the core's streamed-message limit of 16 GiB).
     #[arg(long)]
     stream: bool,
+    /// Serve connection, message, byte, close-code and ping metrics in the Prometheus text
+    /// format at http://ADDR/metrics (e.g. 127.0.0.1:9090; port 0 picks one, printed).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// Parses `EchoArgs` from an argument list (for the default job).
@@ -106,6 +110,11 @@ pub(crate) fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any connection: the library's metric handles bind to the recorder then in force.
+    if let Some(addr) = args.metrics {
+        let bound = crate::metrics::install(addr).await?;
+        println!("ferrosocket echo: metrics at http://{bound}/metrics");
+    }
     let listener = listen::bind(&args.listen).await?;
     let mut upgrader = Upgrader::new()
         .max_message_size(Some(args.max_message_size))

@@ -4,6 +4,7 @@ mod autobahn_client;
 mod bench;
 mod client;
 mod echo;
+mod metrics;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -51,7 +51,7 @@ impl Connection {
             Due::Nothing => {}
             Due::SendPing => {
                 if self.check_can_send().is_ok()
-                    && let Err(e) = self.write_frame(OpCode::Ping, true, b"keepalive")
+                    && let Err(e) = self.write_frame(OpCode::Ping, true, crate::Keepalive::PING_PAYLOAD)
                 {
                     self.lose_randomness(e);
                 }
@@ -83,6 +83,16 @@ impl Connection {
     /// Valid after a `handle_timeout` call that followed the latest input or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.clocks.next(&self.config, self.timer_facts())
+    }
+
+    /// When the keepalive ping that no input has followed yet was queued: the `now` given to
+    /// the [`handle_timeout`](Self::handle_timeout) that queued it (its payload is
+    /// [`Keepalive::PING_PAYLOAD`](crate::Keepalive::PING_PAYLOAD)). Any input clears it
+    /// ([`note_input`](Self::note_input)), so read it before reporting input to measure the
+    /// ping's round trip.
+    #[inline]
+    pub fn keepalive_ping_sent(&self) -> Option<Instant> {
+        self.clocks.ping_sent
     }
 
     /// The timer that ended the connection, if one did.

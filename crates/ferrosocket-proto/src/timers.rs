@@ -21,6 +21,9 @@ pub struct Keepalive {
 }
 
 impl Keepalive {
+    /// The payload of every keepalive ping (a pong answering one carries the same bytes).
+    pub const PING_PAYLOAD: &'static [u8] = b"keepalive";
+
     /// Ping after `interval` of silence; give up `timeout` after the ping.
     pub fn new(interval: Duration, timeout: Duration) -> Self {
         Self { interval, timeout }

@@ -295,6 +295,24 @@ fn keepalive_input_after_the_ping_cancels_the_timeout_and_rearms_from_that_input
 }
 
 #[test]
+fn keepalive_ping_sent_is_the_instant_it_was_queued_until_input_arrives() {
+    let t0 = Instant::now();
+    let mut c = server_with(Config::default().keepalive(Some(ka())));
+    c.handle_timeout(t0);
+    assert_eq!(c.keepalive_ping_sent(), None);
+    c.handle_timeout(t0 + secs(10));
+    let wire = take_wire(&mut c);
+    assert_keepalive_ping(&wire, Role::Server);
+    assert_eq!(wire[0].payload, Keepalive::PING_PAYLOAD);
+    assert_eq!(c.keepalive_ping_sent(), Some(t0 + secs(10)));
+    // Still outstanding at a later instant; any input clears it.
+    c.handle_timeout(t0 + secs(12));
+    assert_eq!(c.keepalive_ping_sent(), Some(t0 + secs(10)));
+    c.note_input(t0 + secs(13));
+    assert_eq!(c.keepalive_ping_sent(), None);
+}
+
+#[test]
 fn keepalive_no_input_within_the_timeout_ends_the_connection_without_a_close_frame() {
     for role in [Role::Server, Role::Client] {
         let t0 = Instant::now();

@@ -68,6 +68,7 @@
 //! | `rustls` | on | `wss://` in the [`Dialer`], and the `tls` module's helpers for clients and servers, with rustls and its *ring* provider (building *ring* needs a C compiler) |
 //! | `stream` | on | `futures` `Stream` and `Sink` for [`Conn`] and the split halves |
 //! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
+//! | `metrics` | off | connection, message, byte, close-code, ping and queue metrics through the `metrics` facade (module `metrics` lists them) |
 //!
 //! # Close errors
 //! A session ends with [`Error::Closed`], carrying the peer's close code, or 1006 (abnormal
@@ -115,6 +116,11 @@ mod error;
 #[cfg(feature = "json")]
 mod json;
 mod maybe_tls;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod pool;
 mod prepared;
 mod shutdown;

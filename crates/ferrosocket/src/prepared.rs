@@ -46,6 +46,16 @@ impl PreparedMessage {
         self.message.clone()
     }
 
+    /// The payload's length in bytes (before any compression).
+    pub fn len(&self) -> usize {
+        self.message.len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.message.is_empty()
+    }
+
     /// The unmasked wire bytes (header and payload) a server sends.
     pub fn server_frame(&self) -> Bytes {
         self.server_frame

@@ -495,6 +495,7 @@ impl Upgrader {
 /// Writes a refusal and shuts the transport down. The peer may already be gone; the error the
 /// caller returns is what matters, so write errors are ignored.
 async fn send_and_close<S: AsyncWrite + Unpin>(io: &mut S, response: &[u8]) {
+    crate::metrics::handshake_rejected(response);
     let _ = io.write_all(response).await;
     let _ = io.flush().await;
     let _ = io.shutdown().await;

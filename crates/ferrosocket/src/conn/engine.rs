@@ -9,6 +9,7 @@
 use super::handlers::Handlers;
 use super::options::ConnOptions;
 use crate::error::{CloseError, Error, TimeoutKind};
+use crate::metrics::ConnMetrics;
 use crate::shutdown::ShutdownToken;
 use bytes::Bytes;
 use ferrosocket_proto::{
@@ -124,11 +125,14 @@ pub(crate) struct Engine {
     /// another task (split halves) wakes it when it starts an earlier timer or ends the session.
     reader: Option<Waker>,
     reader_alarm_at: Option<Instant>,
+    /// Counts for the `metrics` feature (zero-sized without it).
+    metrics: ConnMetrics,
 }
 
 impl Engine {
     pub(crate) fn new(mut core: Connection, opts: Arc<ConnOptions>, subprotocol: Option<String>) -> Self {
         opts.apply_timers(&mut core);
+        let metrics = ConnMetrics::new(&opts.metrics, &core);
         Self {
             core,
             opts,
@@ -146,6 +150,7 @@ impl Engine {
             lingered: 0,
             reader: None,
             reader_alarm_at: None,
+            metrics,
         }
     }
 
@@ -216,7 +221,9 @@ impl Engine {
     pub(crate) fn queue_fragment(&mut self, kind: MessageKind, data: Bytes, fin: bool) -> Result<(), Error> {
         self.check_usable()?;
         self.before_send();
+        let len = data.len();
         self.core.send_fragment(kind, data, fin)?;
+        self.metrics.sent(&self.core, len, fin);
         Ok(())
     }
 
@@ -232,9 +239,16 @@ impl Engine {
                 Phase::Open => {}
             }
             match self.core.poll_event() {
-                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(Data::Message(m))),
-                Ok(Some(Event::Chunk(c))) => return Poll::Ready(Ok(Data::Chunk(c))),
+                Ok(Some(Event::Message(m))) => {
+                    self.metrics.received(m.len(), true);
+                    return Poll::Ready(Ok(Data::Message(m)));
+                }
+                Ok(Some(Event::Chunk(c))) => {
+                    self.metrics.received(c.data.len(), c.last);
+                    return Poll::Ready(Ok(Data::Chunk(c)));
+                }
                 Ok(Some(control)) => {
+                    self.metrics.control(&control);
                     if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
                         self.phase = Phase::Ending(Error::Closed(closed));
                     } else if self.core.wants_write() {
@@ -330,7 +344,9 @@ impl Engine {
         let buf = self.core.read_buffer();
         let mut cx = Context::from_waker(own);
         let n = ready!(tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, buf))?;
+        self.metrics.wire_in(n);
         if self.core.config().keepalive.is_some() {
+            self.metrics.before_input(&self.core);
             self.core.note_input(now());
         }
         if n == 0 {
@@ -452,7 +468,11 @@ impl Engine {
                 // The core still reads (e.g. after the idle timeout's close): its close frame
                 // ends the wait; messages still in flight are dropped.
                 match self.core.poll_event() {
-                    Ok(Some(Event::Close(_))) | Err(_) => return Poll::Ready(Ok(())),
+                    Ok(Some(close @ Event::Close(_))) => {
+                        self.metrics.control(&close);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(_) => return Poll::Ready(Ok(())),
                     Ok(Some(_)) => continue,
                     Ok(None) => {}
                 }
@@ -472,7 +492,10 @@ impl Engine {
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut *io).poll_read(&mut Context::from_waker(own), &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => self.read_eof = true,
-                Poll::Ready(Ok(())) => self.lingered += buf.filled().len(),
+                Poll::Ready(Ok(())) => {
+                    self.lingered += buf.filled().len();
+                    self.metrics.wire_in(buf.filled().len());
+                }
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
                 Poll::Pending => ready!(self.poll_finish_timers(own))?,
             }
@@ -533,6 +556,7 @@ impl Engine {
     pub(crate) fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.check_usable()?;
         self.core.send_close(frame)?;
+        self.metrics.queued(&self.core);
         self.wake_reader();
         Ok(())
     }
@@ -541,12 +565,40 @@ impl Engine {
     pub(crate) fn queue(&mut self, msg: Message) -> Result<(), Error> {
         self.check_usable()?;
         self.before_send();
+        let len = msg.len();
         self.core.send(msg)?;
+        self.metrics.sent(&self.core, len, true);
+        Ok(())
+    }
+
+    /// Queues a message framed ahead of time, without writing it.
+    pub(crate) fn queue_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        self.check_usable()?;
+        self.before_send();
+        msg.queue_on(&mut self.core)?;
+        self.metrics.sent(&self.core, msg.len(), true);
+        Ok(())
+    }
+
+    /// Queues a ping (its round trip is measured when metrics are on).
+    pub(crate) fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_usable()?;
+        self.core.send_ping(payload)?;
+        self.metrics.ping_sent(&self.core, payload);
         Ok(())
     }
 
     /// Writes as much queued output as the transport takes now; `Ready(Ok)` when all is out.
     pub(crate) fn poll_write_some<S>(&mut self, io: &mut S, write: &Waker) -> Poll<Result<(), Error>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let polled = self.poll_write_out(io, write);
+        self.metrics.after_write(&self.core);
+        polled
+    }
+
+    fn poll_write_out<S>(&mut self, io: &mut S, write: &Waker) -> Poll<Result<(), Error>>
     where
         S: AsyncWrite + Unpin,
     {
@@ -565,6 +617,7 @@ impl Engine {
                 ))));
             }
             self.core.advance_output(n);
+            self.metrics.wire_out(n);
         }
         ready!(Pin::new(&mut *io).poll_flush(&mut cx))?;
         match &self.opts.pool {

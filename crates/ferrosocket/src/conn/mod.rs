@@ -198,9 +198,7 @@ where
         data: impl Into<Bytes>,
         fin: bool,
     ) -> Result<(), Error> {
-        self.engine.check_usable()?;
-        self.engine.before_send();
-        self.engine.core.send_fragment(kind, data.into(), fin)?;
+        self.engine.queue_fragment(kind, data.into(), fin)?;
         self.flush().await
     }
 
@@ -212,9 +210,7 @@ where
 
     /// Queues a prepared frame without writing it.
     pub fn feed_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
-        self.engine.check_usable()?;
-        self.engine.before_send();
-        msg.queue_on(&mut self.engine.core)?;
+        self.engine.queue_prepared(msg)?;
         Ok(())
     }
 
@@ -223,8 +219,7 @@ where
     ///
     /// [`is_unexpected_close_error`]: crate::is_unexpected_close_error
     pub async fn ping(&mut self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.engine.check_usable()?;
-        self.engine.core.send_ping(payload.as_ref())?;
+        self.engine.ping(payload.as_ref())?;
         self.flush().await
     }
 

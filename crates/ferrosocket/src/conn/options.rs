@@ -50,6 +50,8 @@ pub struct ConnOptions {
     pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) slow_peer: SlowPeerPolicy,
+    /// The metric handles its connections share (nothing without feature `metrics`).
+    pub(crate) metrics: crate::metrics::Handles,
 }
 
 impl Default for ConnOptions {
@@ -64,6 +66,7 @@ impl Default for ConnOptions {
             keepalive: None,
             idle_timeout: None,
             slow_peer: SlowPeerPolicy::default(),
+            metrics: crate::metrics::Handles::default(),
         }
     }
 }

@@ -351,21 +351,12 @@ where
 
     /// Queues a prepared frame without writing it.
     pub fn feed_prepared(&self, msg: &crate::PreparedMessage) -> Result<(), Error> {
-        self.shared.with_engine(|e| {
-            e.check_usable()?;
-            e.before_send();
-            msg.queue_on(&mut e.core)?;
-            Ok(())
-        })
+        self.shared.with_engine(|e| e.queue_prepared(msg))
     }
 
     /// Sends a ping.
     pub async fn ping(&self, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.shared.with_engine(|e| {
-            e.check_usable()?;
-            e.core.send_ping(payload.as_ref())?;
-            Ok::<_, Error>(())
-        })?;
+        self.shared.with_engine(|e| e.ping(payload.as_ref()))?;
         self.shared.flush().await
     }
 
