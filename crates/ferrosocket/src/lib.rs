@@ -8,6 +8,9 @@
 //!   the `tls` module has the rustls helpers (feature `rustls`, on by default). The [`http`]
 //!   crate is re-exported for building requests and headers.
 //! - [`PreparedMessage`] frames a message once for many connections.
+//! - [`Upgrader::decide`] decides an upgrade request without I/O, for any HTTP server; with
+//!   feature `hyper` (off by default), `Upgrader::upgrade_hyper` upgrades a hyper 1 request
+//!   (hyper-util's server, or a framework on hyper; `ferrosocket-axum` is the axum extractor).
 //! - With feature `json` (off by default), `Conn::send_json` / `Conn::recv_json` and the same
 //!   on the split halves exchange serde values as JSON text messages (gorilla's `WriteJSON` /
 //!   `ReadJSON`).
@@ -73,6 +76,8 @@ mod addr;
 mod client;
 mod conn;
 mod error;
+#[cfg(feature = "hyper")]
+mod hyper;
 #[cfg(feature = "json")]
 mod json;
 mod maybe_tls;
@@ -86,6 +91,8 @@ mod stream;
 pub mod tls;
 mod upgrader;
 
+#[cfg(feature = "hyper")]
+pub use self::hyper::{HyperConn, HyperUpgrade};
 pub use addr::SocketAddrs;
 pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
@@ -99,7 +106,7 @@ pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use upgrader::{Accept, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
+pub use upgrader::{Accept, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};
