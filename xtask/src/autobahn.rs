@@ -568,14 +568,6 @@ fn run_client(
     let addr = ensure_free(port)?;
     let mut client = match std::env::var("FERROSOCKET_CLIENT_CMD") {
         Ok(c) if !c.is_empty() => shell(&c),
-        _ if testee == Testee::Axum => {
-            log("building the axum example (release)");
-            let mut cmd = Command::new(axum_example_release()?);
-            // wstest sends no Origin header today; --any-origin keeps the run independent of it.
-            cmd.args(["--listen", &addr.to_string(), "--any-origin", "--quiet"]);
-            log(format!("starting testee: {}", proc::describe(&cmd)));
-            cmd
-        }
         _ => {
             log("building ferrosocket (release)");
             let mut cmd = Command::new(proc::ferrosocket_release()?);
