@@ -173,12 +173,12 @@ fn not_upgradable() -> Refusal {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    Refusal {
+    Refusal::new(
         response,
-        error: Error::Io(std::io::Error::new(
+        Error::Io(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "the request carries no hyper upgrade handle: serve it with hyper's HTTP/1.1 \
              connection with upgrades enabled",
         )),
-    }
+    )
 }

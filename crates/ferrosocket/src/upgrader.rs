@@ -462,20 +462,14 @@ impl Upgrader {
                     let status = reject.status();
                     match reject.into_response() {
                         Ok(response) => {
-                            return Err(Refusal {
-                                response,
-                                error: Error::Rejected { status },
-                            });
+                            return Err(Refusal::new(response, Error::Rejected { status }));
                         }
                         Err(e) => Err(e),
                     }
                 }
             };
             if let Err(e) = applied {
-                return Err(Refusal {
-                    response: callback::internal_error(),
-                    error: Error::BadDecision(e),
-                });
+                return Err(Refusal::new(callback::internal_error(), Error::BadDecision(e)));
             }
         }
         Ok(Upgrade {
@@ -539,10 +533,7 @@ impl Upgrader {
                 callback::response(rejection.status, headers, body)
             }
         };
-        Refusal {
-            response,
-            error: Error::Handshake(rejection.error),
-        }
+        Refusal::new(response, Error::Handshake(rejection.error))
     }
 }
 
@@ -551,7 +542,7 @@ async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, refusal: Refusal) -> Er
     let mut out = Vec::with_capacity(256);
     refusal.write_response(&mut out);
     send_and_close(io, &out).await;
-    refusal.error
+    refusal.into_error()
 }
 
 /// Writes a refusal and shuts the transport down. The peer may already be gone; the error the

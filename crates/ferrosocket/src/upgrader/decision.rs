@@ -97,50 +97,56 @@ impl Upgrade {
 /// | the connection limit | 503 | [`Error::Handshake`] ([`HandshakeError::TooManyConnections`](ferrosocket_proto::HandshakeError::TooManyConnections)) |
 /// | the [`on_request`](super::Upgrader::on_request) callback | its own | [`Error::Rejected`] |
 /// | a callback bug | 500 | [`Error::BadDecision`] |
+///
+/// One pointer wide (boxed), so a `Result<_, Refusal>` stays small.
 #[derive(Debug)]
-pub struct Refusal {
-    pub(crate) response: http::Response<Bytes>,
-    pub(crate) error: Error,
+pub struct Refusal(Box<RefusalInner>);
+
+#[derive(Debug)]
+struct RefusalInner {
+    response: http::Response<Bytes>,
+    error: Error,
 }
 
 impl Refusal {
+    pub(crate) fn new(response: http::Response<Bytes>, error: Error) -> Self {
+        Self(Box::new(RefusalInner { response, error }))
+    }
+
     /// The status of the response.
     pub fn status(&self) -> StatusCode {
-        self.response.status()
+        self.0.response.status()
     }
 
     /// The response to send.
     pub fn response(&self) -> &http::Response<Bytes> {
-        &self.response
+        &self.0.response
     }
 
     /// Why the upgrade was refused.
     pub fn error(&self) -> &Error {
-        &self.error
+        &self.0.error
     }
 
     /// The response and the error.
     pub fn into_parts(self) -> (http::Response<Bytes>, Error) {
-        (self.response, self.error)
+        let RefusalInner { response, error } = *self.0;
+        (response, error)
     }
 
     /// The response (dropping the error).
     pub fn into_response(self) -> http::Response<Bytes> {
-        self.response
+        self.0.response
     }
 
     /// The error (dropping the response).
     pub fn into_error(self) -> Error {
-        self.error
+        self.0.error
     }
 
     /// Appends the response, serialized as HTTP/1.1, to `dst` (for a raw transport).
     pub fn write_response(&self, dst: &mut Vec<u8>) {
-        write_response(
-            self.response.status(),
-            self.response.headers(),
-            self.response.body(),
-            dst,
-        );
+        let response = &self.0.response;
+        write_response(response.status(), response.headers(), response.body(), dst);
     }
 }
