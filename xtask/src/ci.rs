@@ -339,4 +339,12 @@ mod tests {
         );
         assert!(forbidden_lines("ferrosocket-proto v0.1.0 (/x/mio/y)\n└── bytes v1.8.0\n").is_empty());
     }
+
+    #[test]
+    fn axum_under_ferrosocket_is_found() {
+        let tree = "ferrosocket v0.1.0 (/work/axum-checkout/crates/ferrosocket)\n\
+                    ├── hyper v1.12.0\n\
+                    └── axum-core v0.5.5\n";
+        assert_eq!(lines_naming(tree, &["axum"]), ["└── axum-core v0.5.5"]);
+    }
 }
