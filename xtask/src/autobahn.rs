@@ -9,6 +9,11 @@
 //! the expected results of the selected cases, and `autobahn/summary-<mode>[-stream].md` is
 //! written. Default selection: "*" minus "12.*,13.*" (301 cases; all = 517).
 //!
+//! `server --axum` runs the server suite against the axum example app instead
+//! (`crates/ferrosocket-axum/examples/axum.rs`, built in release, `--any-origin`, route `/ws`) on
+//! port 9005, with its own report (`autobahn/reports/server-axum/`) and summary
+//! (`autobahn/summary-server-axum.md`), judged against the same expected server results.
+//!
 //! Environment overrides (stand-ins for the testee):
 //! `FERROSOCKET_ECHO_CMD` (server-mode testee, run by bash; "{addr}" is replaced by the address),
 //! `FERROSOCKET_CLIENT_CMD` (client-mode testee), `AUTOBAHN_TIMEOUT` (seconds for the run,
@@ -78,6 +83,10 @@ pub(crate) struct Args {
     /// Drive the streamed-message API (ports 9003/9004, reports and summaries suffixed -stream).
     #[arg(long)]
     pub(crate) stream: bool,
+    /// Server mode only: test the axum example app (ferrosocket-axum) instead of `ferrosocket
+    /// echo` (port 9005, reports and summaries suffixed -axum).
+    #[arg(long, conflicts_with = "stream")]
+    pub(crate) axum: bool,
     /// Seconds allowed for the wstest run / the client run (default: $AUTOBAHN_TIMEOUT or 1200).
     #[arg(long)]
     pub(crate) timeout: Option<u64>,
@@ -330,11 +339,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
             Err(_) => 1200,
         },
     });
+    if args.axum && mode != Mode::Server {
+        bail!("--axum tests the axum example as a server: use `autobahn server --axum`");
+    }
     let (suffix, sport, cport, stream_flag) = if args.stream {
         ("-stream", 9003, 9004, " --stream")
+    } else if args.axum {
+        ("-axum", 9005, 9006, "")
     } else {
         ("", 9001, 9002, "")
     };
+    let testee = if args.axum { Testee::Axum } else { Testee::Echo };
     let cases = split_patterns(&args.cases);
     let exclude = if args.exclude == "none" {
         Vec::new()
@@ -393,7 +408,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     ));
     let t0 = Instant::now();
     if mode == Mode::Server {
-        run_server(&reports, &spec_file, suffix, sport, stream_flag, timeout)?;
+        run_server(&reports, &spec_file, suffix, sport, stream_flag, testee, timeout)?;
     } else {
         run_client(&reports, &spec_file, suffix, cport, stream_flag, &agent, timeout)?;
     }
@@ -448,12 +463,41 @@ fn ensure_alive(child: &mut proc::Child, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Testee {
+    /// `ferrosocket echo`.
+    Echo,
+    /// The axum example app of ferrosocket-axum.
+    Axum,
+}
+
+/// Builds the axum example app in release and returns its path.
+fn axum_example_release() -> Result<PathBuf> {
+    let root = proc::root();
+    proc::run(Command::new(proc::cargo()).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "ferrosocket-axum",
+        "--example",
+        "axum",
+    ]))?;
+    let bin = root.join("target/release/examples/axum");
+    if !bin.is_file() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
+}
+
 fn run_server(
     reports: &Path,
     spec: &Path,
     suffix: &str,
     port: u16,
     stream_flag: &str,
+    testee: Testee,
     timeout: Duration,
 ) -> Result<()> {
     let addr = ensure_free(port)?;
@@ -462,6 +506,14 @@ fn run_server(
             let c = c.replace("{addr}", &addr.to_string());
             log(format!("starting testee: {c}"));
             shell(&c)
+        }
+        _ if testee == Testee::Axum => {
+            log("building the axum example (release)");
+            let mut cmd = Command::new(axum_example_release()?);
+            // wstest sends no Origin header today; --any-origin keeps the run independent of it.
+            cmd.args(["--listen", &addr.to_string(), "--any-origin", "--quiet"]);
+            log(format!("starting testee: {}", proc::describe(&cmd)));
+            cmd
         }
         _ => {
             log("building ferrosocket (release)");

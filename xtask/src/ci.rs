@@ -227,6 +227,11 @@ const FORBIDDEN: [&str; 5] = ["tokio", "futures", "hyper", "mio", "axum"];
 /// The lines of `cargo tree` output naming a forbidden crate (a name token followed by " vX",
 /// not a path).
 fn forbidden_lines(tree: &str) -> Vec<&str> {
+    lines_naming(tree, &FORBIDDEN)
+}
+
+/// The lines of a `cargo tree` output naming a crate whose name contains one of `names`.
+fn lines_naming<'a>(tree: &'a str, names: &[&str]) -> Vec<&'a str> {
     tree.lines()
         .filter(|line| {
             let words: Vec<&str> = line
@@ -239,7 +244,7 @@ fn forbidden_lines(tree: &str) -> Vec<&str> {
                 let version = w[1]
                     .strip_prefix('v')
                     .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()));
-                name_ok && version && FORBIDDEN.iter().any(|f| w[0].contains(f))
+                name_ok && version && names.iter().any(|f| w[0].contains(f))
             })
         })
         .collect()
@@ -265,6 +270,23 @@ fn deps_rule() -> Result<()> {
         bail!("deps-rule failed");
     }
     println!("deps-rule: ok (no tokio|futures|hyper|mio|axum under ferrosocket-proto)");
+    // ferrosocket itself never depends on axum, with any feature: axum's major versions are
+    // ferrosocket-axum's business (hyper is fine, behind the `hyper` feature).
+    let out = cargo()
+        .args(["tree", "-p", "ferrosocket", "-e", "normal", "--all-features"])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let bad = lines_naming(&tree, &["axum"]);
+    if !bad.is_empty() {
+        eprintln!("deps-rule: FAIL: ferrosocket must not depend (even transitively) on axum; found:");
+        eprintln!("{}", bad.join("\n"));
+        bail!("deps-rule failed");
+    }
+    println!("deps-rule: ok (no axum under ferrosocket, all features)");
     Ok(())
 }
 
@@ -274,11 +296,22 @@ fn autobahn_pair(stream: bool) -> Result<()> {
     let reports = proc::root().join("autobahn/reports");
     let suffix = if stream { "-stream" } else { "" };
     let mut runs = Vec::new();
-    for mode in ["server", "client"] {
+    // The plain pair also runs the server suite against the axum example app (a third wstest,
+    // port 9005): wstest is single-threaded and mostly waits, so three share the two cores.
+    let modes: &[&str] = if stream {
+        &["server", "client"]
+    } else {
+        &["server", "client", "server-axum"]
+    };
+    for &mode in modes {
         let mut cmd = xtask()?;
+        let (mode_arg, axum) = match mode {
+            "server-axum" => ("server", true),
+            other => (other, false),
+        };
         cmd.args([
             "autobahn",
-            mode,
+            mode_arg,
             "--exclude",
             "none",
             "--timeout",
@@ -286,6 +319,9 @@ fn autobahn_pair(stream: bool) -> Result<()> {
         ]);
         if stream {
             cmd.arg("--stream");
+        }
+        if axum {
+            cmd.arg("--axum");
         }
         let log: PathBuf = reports.join(format!("ci-{mode}{suffix}.log"));
         runs.push((mode, proc::spawn(&mut cmd, &log)?));
@@ -302,7 +338,9 @@ fn autobahn_pair(stream: bool) -> Result<()> {
         ("", "")
     };
     for (mode, child) in &runs {
-        if *mode == "server" {
+        if *mode == "server-axum" {
+            println!("---- autobahn server suite (the axum example app under wstest's fuzzingclient)");
+        } else if *mode == "server" {
             println!(
                 "---- autobahn server suite{kind} (ferrosocket echo{streamed} under wstest's fuzzingclient)"
             );
@@ -315,11 +353,8 @@ fn autobahn_pair(stream: bool) -> Result<()> {
     }
     if codes.iter().any(|(_, c)| *c != 0) {
         let name = if stream { "autobahn-stream" } else { "autobahn" };
-        bail!(
-            "{name}: FAIL (server exit {}, client exit {})",
-            codes[0].1,
-            codes[1].1
-        );
+        let exits: Vec<String> = codes.iter().map(|(m, c)| format!("{m} exit {c}")).collect();
+        bail!("{name}: FAIL ({})", exits.join(", "));
     }
     Ok(())
 }
@@ -339,5 +374,13 @@ mod tests {
             ["│   └── tokio-util v0.7.1", "└── futures-core v0.3.31"]
         );
         assert!(forbidden_lines("ferrosocket-proto v0.1.0 (/x/mio/y)\n└── bytes v1.8.0\n").is_empty());
+    }
+
+    #[test]
+    fn axum_under_ferrosocket_is_found() {
+        let tree = "ferrosocket v0.1.0 (/work/axum-checkout/crates/ferrosocket)\n\
+                    ├── hyper v1.12.0\n\
+                    └── axum-core v0.5.5\n";
+        assert_eq!(lines_naming(tree, &["axum"]), ["└── axum-core v0.5.5"]);
     }
 }

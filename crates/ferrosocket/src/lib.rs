@@ -11,6 +11,9 @@
 //!   both sides.
 //! - [`PreparedMessage`] frames a message once for many connections; [`Shutdown`] closes every
 //!   connection of a server with 1001 (going away).
+//! - [`Upgrader::decide`] decides an upgrade request without I/O, for any HTTP server; with
+//!   feature `hyper` (off by default), `Upgrader::upgrade_hyper` upgrades a hyper 1 request
+//!   (hyper-util's server, or a framework on hyper; `ferrosocket-axum` is the axum extractor).
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`] (re-exported as
 //! [`proto`]); this crate moves bytes. The [`http`] crate is re-exported for requests and
@@ -68,6 +71,7 @@
 //! | `rustls` | on | `wss://` in the [`Dialer`], and the `tls` module's helpers for clients and servers, with rustls and its *ring* provider (building *ring* needs a C compiler) |
 //! | `stream` | on | `futures` `Stream` and `Sink` for [`Conn`] and the split halves |
 //! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
+//! | `hyper` | off | `Upgrader::upgrade_hyper`: upgrades of hyper 1 requests (hyper-util servers, frameworks on hyper) |
 //! | `metrics` | off | connection, message, byte, close-code, ping and queue metrics through the `metrics` facade (module `metrics` lists them) |
 //!
 //! # Close errors
@@ -113,6 +117,8 @@ mod client;
 mod conn;
 pub mod docs;
 mod error;
+#[cfg(feature = "hyper")]
+mod hyper;
 #[cfg(feature = "json")]
 mod json;
 mod maybe_tls;
@@ -132,6 +138,9 @@ mod stream;
 pub mod tls;
 mod upgrader;
 
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub use self::hyper::{HyperConn, HyperUpgrade};
 pub use addr::SocketAddrs;
 pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
@@ -145,7 +154,7 @@ pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use upgrader::{Accept, IncomingRequest, PeerAddr, Reject, UpgradeRequest, Upgrader};
+pub use upgrader::{Accept, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

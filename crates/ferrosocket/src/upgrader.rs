@@ -1,18 +1,18 @@
 //! The server side of the opening handshake.
 
 mod callback;
+mod decision;
 
 pub use callback::{Accept, PeerAddr, Reject, UpgradeRequest};
+pub use decision::{Refusal, Upgrade};
 
 use crate::conn::{Conn, ConnOptions, conn_options_setters};
 use crate::error::{Error, TimeoutKind};
 use crate::slot::ConnSlot;
 use bytes::{Bytes, BytesMut};
-use ferrosocket_proto::write_response;
-use ferrosocket_proto::{Connection, Role};
 use ferrosocket_proto::{HandshakeError, Limits};
 use ferrosocket_proto::{Rejection, ServerHandshake, check_same_origin};
-use http::header::{HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, request};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -393,6 +393,93 @@ impl Upgrader {
         }
     }
 
+    /// Decides an upgrade request without any I/O: validates the handshake (RFC 6455 §4.2.1),
+    /// takes a place under the [connection limit](Self::max_connections), runs the origin
+    /// check, negotiates the subprotocol and compression, adds the
+    /// [response headers](Self::response_header) and runs the [`on_request`](Self::on_request)
+    /// callback. `peer` is the client's address when known (the callback sees it; a
+    /// [`PeerAddr`] in the request's extensions is used otherwise).
+    ///
+    /// Every upgrade path runs this: [`accept`](Self::accept) and [`upgrade`](Self::upgrade)
+    /// write the answer to their transport, the `hyper` feature's `upgrade_hyper` hands it to
+    /// hyper. Use it for any other HTTP server: send [`Upgrade::response`], then
+    /// [`Upgrade::into_conn`] over the upgraded transport; or send [`Refusal::response`].
+    ///
+    /// # Errors
+    /// A [`Refusal`] carrying the response to send and the error to report (see its table).
+    ///
+    /// ```
+    /// use ferrosocket::Upgrader;
+    /// use http::StatusCode;
+    ///
+    /// let upgrader = Upgrader::new().subprotocols(["chat"]);
+    /// let request = http::Request::get("/ws")
+    ///     .header("host", "example.com")
+    ///     .header("upgrade", "websocket")
+    ///     .header("connection", "Upgrade")
+    ///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    ///     .header("sec-websocket-version", "13")
+    ///     .header("sec-websocket-protocol", "chat")
+    ///     .body(())?;
+    /// let (parts, ()) = request.into_parts();
+    /// let upgrade = upgrader.decide(&parts, None).expect("a valid request");
+    /// assert_eq!(upgrade.response().status(), StatusCode::SWITCHING_PROTOCOLS);
+    /// assert_eq!(upgrade.subprotocol(), Some("chat"));
+    ///
+    /// let (parts, ()) = http::Request::get("/ws").body(())?.into_parts();
+    /// let refusal = upgrader.decide(&parts, None).unwrap_err();
+    /// assert_eq!(refusal.status(), StatusCode::BAD_REQUEST); // no Upgrade header
+    /// # Ok::<(), http::Error>(())
+    /// ```
+    pub fn decide(&self, parts: &request::Parts, peer: Option<SocketAddr>) -> Result<Upgrade, Refusal> {
+        let slot = match ConnSlot::take(&self.inner.live, self.inner.max_connections) {
+            Some(slot) => slot,
+            None => return Err(self.refusal(Rejection::from(HandshakeError::TooManyConnections))),
+        };
+        let mut accepted = self
+            .inner
+            .handshake
+            .validate(parts)
+            .map_err(|r| self.refusal(r))?;
+        let origin_ok = match &self.inner.check_origin {
+            Some(check) => check(parts),
+            None => check_same_origin(parts).is_ok(),
+        };
+        if !origin_ok {
+            return Err(self.refusal(Rejection::from(HandshakeError::OriginNotAllowed)));
+        }
+        for (name, value) in &self.inner.response_headers {
+            accepted
+                .response
+                .headers_mut()
+                .append(name.clone(), value.clone());
+        }
+        if let Some(on_request) = &self.inner.on_request {
+            let req = UpgradeRequest::with_peer(parts, peer);
+            let applied = match on_request(&req) {
+                Ok(accept) => accept.apply(&req, &mut accepted),
+                Err(reject) => {
+                    let status = reject.status();
+                    match reject.into_response() {
+                        Ok(response) => {
+                            return Err(Refusal::new(response, Error::Rejected { status }));
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = applied {
+                return Err(Refusal::new(callback::internal_error(), Error::BadDecision(e)));
+            }
+        }
+        Ok(Upgrade {
+            response: accepted.response,
+            negotiated: accepted.negotiated,
+            options: self.inner.options.clone(),
+            slot: Some(slot),
+        })
+    }
+
     async fn upgrade_inner<S>(
         &self,
         mut io: S,
@@ -402,100 +489,65 @@ impl Upgrader {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let slot = match ConnSlot::take(&self.inner.live, self.inner.max_connections) {
-            Some(slot) => slot,
-            None => {
-                let rejection = Rejection::from(HandshakeError::TooManyConnections);
-                return Err(self.reject(&mut io, rejection).await);
-            }
-        };
         let (parts, ()) = request.clone().into_parts();
-        let mut accepted = match self.inner.handshake.validate(&parts) {
-            Ok(a) => a,
-            Err(rejection) => return Err(self.reject(&mut io, rejection).await),
-        };
-        let origin_ok = match &self.inner.check_origin {
-            Some(check) => check(&parts),
-            None => check_same_origin(&parts).is_ok(),
-        };
-        if !origin_ok {
-            return Err(self
-                .reject(&mut io, Rejection::from(HandshakeError::OriginNotAllowed))
-                .await);
-        }
-        for (name, value) in &self.inner.response_headers {
-            accepted
-                .response
-                .headers_mut()
-                .append(name.clone(), value.clone());
-        }
-        if let Some(on_request) = &self.inner.on_request {
-            let req = UpgradeRequest::new(&parts);
-            let applied = match on_request(&req) {
-                Ok(accept) => accept.apply(&req, &mut accepted),
-                Err(reject) => {
-                    let mut out = Vec::with_capacity(256);
-                    match reject.write_to(&mut out) {
-                        Ok(status) => {
-                            send_and_close(&mut io, &out).await;
-                            return Err(Error::Rejected { status });
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            if let Err(e) = applied {
-                let mut out = Vec::with_capacity(128);
-                callback::write_internal_error(&mut out);
-                send_and_close(&mut io, &out).await;
-                return Err(Error::BadDecision(e));
+        match self.decide(&parts, None) {
+            Ok(upgrade) => {
+                let mut head = Vec::with_capacity(256);
+                upgrade.write_response(&mut head);
+                io.write_all(&head).await?;
+                io.flush().await?;
+                Ok(upgrade.into_conn(io, leftover))
             }
+            Err(refusal) => Err(send_refusal(&mut io, refusal).await),
         }
-        let mut head = Vec::with_capacity(256);
-        accepted.write_to(&mut head);
-        io.write_all(&head).await?;
-        io.flush().await?;
-        let mut core = Connection::new(Role::Server, self.inner.options.config.clone());
-        if let (Some(params), Some(cfg)) = (&accepted.negotiated.deflate, &self.inner.options.deflate) {
-            core.enable_deflate(params, cfg);
-        }
-        core.receive(leftover);
-        let mut conn = Conn::from_parts(
-            io,
-            core,
-            self.inner.options.clone(),
-            accepted.negotiated.subprotocol,
-        );
-        conn.set_slot(slot);
-        Ok(conn)
     }
 
-    /// Answers a refused handshake and returns the error to report.
+    /// Answers a handshake the core refused (before or after the request head was read).
     async fn reject<S>(&self, io: &mut S, rejection: Rejection) -> Error
     where
         S: AsyncWrite + Unpin,
     {
-        let mut out = Vec::with_capacity(256);
-        match &self.inner.error_response {
+        send_refusal(io, self.refusal(rejection)).await
+    }
+
+    /// The response to a handshake the core refused: the upgrader's
+    /// [`error_response`](Self::error_response), or the core's short plain-text answer.
+    fn refusal(&self, rejection: Rejection) -> Refusal {
+        let response = match &self.inner.error_response {
             Some(f) => {
                 let resp = f(rejection.status, &rejection.error);
                 let mut headers = resp.headers().clone();
                 for (name, value) in &rejection.headers() {
                     headers.entry(name.clone()).or_insert(value.clone());
                 }
-                write_response(resp.status(), &headers, resp.body(), &mut out);
+                callback::response(resp.status(), headers, resp.body().clone())
             }
-            None => rejection.write_default_response(&mut out),
-        }
-        send_and_close(io, &out).await;
-        Error::Handshake(rejection.error)
+            None => {
+                let mut headers = rejection.headers();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+                let body = Bytes::from(format!("{}\n", rejection.error));
+                callback::response(rejection.status, headers, body)
+            }
+        };
+        Refusal::new(response, Error::Handshake(rejection.error))
     }
+}
+
+/// Writes a refusal, shuts the transport down and returns the error to report.
+async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, refusal: Refusal) -> Error {
+    let mut out = Vec::with_capacity(256);
+    refusal.write_response(&mut out);
+    send_and_close(io, &out).await;
+    refusal.into_error()
 }
 
 /// Writes a refusal and shuts the transport down. The peer may already be gone; the error the
 /// caller returns is what matters, so write errors are ignored.
 async fn send_and_close<S: AsyncWrite + Unpin>(io: &mut S, response: &[u8]) {
-    crate::metrics::handshake_rejected(response);
     let _ = io.write_all(response).await;
     let _ = io.flush().await;
     let _ = io.shutdown().await;

@@ -313,6 +313,28 @@ fn refused_handshakes_are_counted_by_the_status_answered() {
     assert_eq!(rec.counter(&m("connections_dialed_total", "")), 0);
 }
 
+#[test]
+fn refusals_decided_for_another_http_server_are_counted_too() {
+    // `Upgrader::decide` is what the hyper and axum paths run: its refusals count as well.
+    let rec = TestRecorder::default();
+    run_with(&rec, false, async {
+        let upgrader = Upgrader::new();
+        let request = http::Request::get("/ws")
+            .header("host", "example.com")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .header("origin", "http://elsewhere.example")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let refusal = upgrader.decide(&parts, None).err().unwrap();
+        assert_eq!(refusal.status(), http::StatusCode::FORBIDDEN);
+    });
+    assert_eq!(rec.counter(&m("connections_rejected_total", "status=403")), 1);
+}
+
 /// Two connections over an in-memory pipe, with the handshake done elsewhere.
 fn pair() -> (Conn<tokio::io::DuplexStream>, Conn<tokio::io::DuplexStream>) {
     let (a, b) = tokio::io::duplex(1 << 20);

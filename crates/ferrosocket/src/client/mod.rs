@@ -18,9 +18,9 @@ use crate::conn::{Conn, ConnOptions, conn_options_setters};
 use crate::error::{CloseError, Error, HandshakeResponse, ProxyError, TimeoutKind};
 use crate::maybe_tls::{Layer, MaybeTlsStream, Transport};
 use bytes::{Bytes, BytesMut};
+use ferrosocket_proto::Role;
 use ferrosocket_proto::{BodyDecoder, DEFAULT_BODY_CAP};
 use ferrosocket_proto::{ClientHandshake, MANAGED_HEADERS, Target, request_from_url, uri_target};
-use ferrosocket_proto::{Connection, Role};
 use ferrosocket_proto::{HandshakeError, Limits};
 use ferrosocket_proto::{parse_response, write_request};
 use http::header::{HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
@@ -517,10 +517,10 @@ impl Dialer {
             })));
         }
         let negotiated = hs.verify(&resp)?;
-        let mut core = Connection::new(Role::Client, self.inner.options.config.clone());
-        if let (Some(params), Some(cfg)) = (&negotiated.deflate, &self.inner.options.deflate) {
-            core.enable_deflate(params, cfg);
-        }
+        let mut core = self
+            .inner
+            .options
+            .new_core(Role::Client, negotiated.deflate.as_ref());
         if !buf.is_empty() {
             core.receive_owned(buf);
         }

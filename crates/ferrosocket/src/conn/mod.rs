@@ -74,26 +74,69 @@ impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    /// The one way every connection is put together (upgrader, hyper, dialer, `from_raw*`):
+    /// the core was made by [`ConnOptions::new_core`] and fed any leftover bytes; the engine
+    /// applies the timers, and the shutdown token is taken here.
     pub(crate) fn from_parts(
         io: S,
         core: Connection,
         opts: Arc<ConnOptions>,
         subprotocol: Option<String>,
     ) -> Self {
-        Self {
-            io,
-            engine: Engine::new(core, opts, subprotocol),
+        let token = opts.shutdown.as_ref().map(crate::Shutdown::token);
+        let mut engine = Engine::new(core, opts, subprotocol);
+        if let Some(token) = token {
+            engine.set_shutdown(token);
         }
+        Self { io, engine }
     }
 
-    /// Wraps a transport whose handshake already happened elsewhere.
+    /// Wraps a transport whose handshake already happened elsewhere, with the protocol core's
+    /// `config` and every other option at its default (no compression, no subprotocol): the
+    /// same as [`from_raw_with`](Self::from_raw_with) with
+    /// `ConnOptions::new().config(config)` and `Negotiated::default()`.
     ///
     /// `leftover` holds bytes that arrived after the HTTP head (they are processed before the
     /// first read). Prefer [`Upgrader`](crate::Upgrader) and [`Dialer`](crate::Dialer).
     pub fn from_raw(io: S, role: Role, config: ferrosocket_proto::Config, leftover: &[u8]) -> Self {
-        let mut core = Connection::new(role, config);
+        Self::from_raw_with(
+            io,
+            role,
+            ConnOptions::new().config(config),
+            &ferrosocket_proto::Negotiated::default(),
+            leftover,
+        )
+    }
+
+    /// Wraps a transport whose handshake already happened elsewhere, with every connection
+    /// option (limits, buffers, compression, keepalive, idle timeout, slow-peer policy,
+    /// write-buffer pool, shutdown) and what the handshake agreed on: the subprotocol and the
+    /// permessage-deflate parameters, as [`ServerHandshake::validate`] or
+    /// [`ClientHandshake::verify`] return them in a [`Negotiated`]. A connection built here
+    /// is the one an [`Upgrader`](crate::Upgrader) or a [`Dialer`](crate::Dialer) with the
+    /// same options builds (only an upgrader's connection limit is an upgrader's own: see
+    /// [`Upgrader::decide`](crate::Upgrader::decide) for a handshake done elsewhere that
+    /// keeps it).
+    ///
+    /// Compression is on when `negotiated.deflate` is set and `options` enable it (the
+    /// parameters are the handshake's, the memory settings and level are `options`').
+    /// `options` may be an `Arc<ConnOptions>` shared by many connections or a `ConnOptions`.
+    /// `leftover` holds bytes that arrived after the HTTP head (processed before the first read).
+    ///
+    /// [`ServerHandshake::validate`]: ferrosocket_proto::ServerHandshake::validate
+    /// [`ClientHandshake::verify`]: ferrosocket_proto::ClientHandshake::verify
+    /// [`Negotiated`]: ferrosocket_proto::Negotiated
+    pub fn from_raw_with(
+        io: S,
+        role: Role,
+        options: impl Into<Arc<ConnOptions>>,
+        negotiated: &ferrosocket_proto::Negotiated,
+        leftover: &[u8],
+    ) -> Self {
+        let options = options.into();
+        let mut core = options.new_core(role, negotiated.deflate.as_ref());
         core.receive(leftover);
-        Self::from_parts(io, core, Arc::new(ConnOptions::default()), None)
+        Self::from_parts(io, core, options, negotiated.subprotocol.clone())
     }
 
     // ---- reading -------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //! `Dialer` makes, and the macro that gives both builders the same one-line setters for them.
 
 use crate::pool::BufferPool;
-use ferrosocket_proto::{Config, Connection, DeflateConfig, Keepalive, SlowPeerPolicy};
+use crate::shutdown::Shutdown;
+use ferrosocket_proto::{Config, Connection, DeflateConfig, DeflateParams, Keepalive, Role, SlowPeerPolicy};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use std::time::Duration;
 /// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
 /// | [`slow_peer_policy`](Self::slow_peer_policy) | close with 1008 after 60 s without write progress | memory stays bounded either way; this frees the connection |
 /// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
+/// | [`shutdown`](Self::shutdown) | none | a server ties its connections to its own [`Shutdown`] |
 ///
 /// ```
 /// use ferrosocket::{ConnOptions, Dialer, Upgrader};
@@ -52,6 +54,7 @@ pub struct ConnOptions {
     pub(crate) slow_peer: SlowPeerPolicy,
     /// The metric handles its connections share (nothing without feature `metrics`).
     pub(crate) metrics: crate::metrics::Handles,
+    pub(crate) shutdown: Option<Shutdown>,
 }
 
 impl Default for ConnOptions {
@@ -67,6 +70,7 @@ impl Default for ConnOptions {
             idle_timeout: None,
             slow_peer: SlowPeerPolicy::default(),
             metrics: crate::metrics::Handles::default(),
+            shutdown: None,
         }
     }
 }
@@ -83,6 +87,7 @@ impl fmt::Debug for ConnOptions {
             .field("keepalive", &self.keepalive)
             .field("idle_timeout", &self.idle_timeout)
             .field("slow_peer", &self.slow_peer)
+            .field("shutdown", &self.shutdown.is_some())
             .finish()
     }
 }
@@ -190,6 +195,27 @@ impl ConnOptions {
         self
     }
 
+    /// Ties every connection made with these options to `shutdown`: each holds one of its
+    /// [`ShutdownToken`](crate::ShutdownToken)s from the moment it is built (as if
+    /// [`Conn::set_shutdown`](crate::Conn::set_shutdown) had been called), so
+    /// [`Shutdown::trigger`] closes them all with 1001 and [`Shutdown::wait`] waits for them.
+    /// Default: none.
+    pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// The protocol core of a new connection with these options: the core's [`Config`], and
+    /// permessage-deflate when the handshake agreed on `deflate` (and compression is
+    /// configured; the handshake only agrees when it is). Timers are applied by the engine.
+    pub(crate) fn new_core(&self, role: Role, deflate: Option<&DeflateParams>) -> Connection {
+        let mut core = Connection::new(role, self.config.clone());
+        if let (Some(params), Some(cfg)) = (deflate, &self.deflate) {
+            core.enable_deflate(params, cfg);
+        }
+        core
+    }
+
     /// Hands the timer settings to a new connection's core, which runs the timers.
     pub(crate) fn apply_timers(&self, core: &mut Connection) {
         core.set_keepalive(self.keepalive.map(|(i, t)| Keepalive::new(i, t)));
@@ -281,6 +307,11 @@ macro_rules! conn_options_setters {
         /// See [`ConnOptions::slow_peer_policy`](crate::ConnOptions::slow_peer_policy).
         pub fn slow_peer_policy(self, policy: crate::SlowPeerPolicy) -> Self {
             self.with_options(|o| o.slow_peer_policy(policy))
+        }
+
+        /// See [`ConnOptions::shutdown`](crate::ConnOptions::shutdown).
+        pub fn shutdown(self, shutdown: &crate::Shutdown) -> Self {
+            self.with_options(|o| o.shutdown(shutdown))
         }
     };
 }

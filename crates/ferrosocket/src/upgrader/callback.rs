@@ -5,7 +5,6 @@ use crate::error::DecisionError;
 use bytes::Bytes;
 use ferrosocket_proto::Accepted;
 use ferrosocket_proto::header_tokens;
-use ferrosocket_proto::write_response;
 use ferrosocket_proto::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
 use http::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue, SEC_WEBSOCKET_ACCEPT,
@@ -37,6 +36,7 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct UpgradeRequest<'a> {
     parts: &'a request::Parts,
     offered: Vec<&'a str>,
+    peer: Option<SocketAddr>,
 }
 
 impl<'a> UpgradeRequest<'a> {
@@ -50,7 +50,16 @@ impl<'a> UpgradeRequest<'a> {
             .iter()
             .flat_map(header_tokens)
             .collect();
-        Self { parts, offered }
+        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+        Self { parts, offered, peer }
+    }
+
+    /// Wraps a request head whose peer address is known apart from its extensions (the
+    /// address passed to [`Upgrader::decide`](super::Upgrader::decide) wins over a [`PeerAddr`]).
+    pub(crate) fn with_peer(parts: &'a request::Parts, peer: Option<SocketAddr>) -> Self {
+        let mut req = Self::new(parts);
+        req.peer = peer.or(req.peer);
+        req
     }
 
     /// The whole request head (method, URI, version, headers, extensions).
@@ -154,7 +163,7 @@ impl<'a> UpgradeRequest<'a> {
     /// The peer's address, when the upgrader was told it (see [`PeerAddr`]); `None` otherwise,
     /// since an upgrader works over any transport.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.parts.extensions.get::<PeerAddr>().map(|p| p.0)
+        self.peer
     }
 }
 
@@ -325,7 +334,15 @@ impl Reject {
     }
 
     /// Serializes the response, or says why this refusal cannot be sent.
+    #[cfg(test)]
     pub(crate) fn write_to(self, dst: &mut Vec<u8>) -> Result<StatusCode, DecisionError> {
+        let response = self.into_response()?;
+        ferrosocket_proto::write_response(response.status(), response.headers(), response.body(), dst);
+        Ok(response.status())
+    }
+
+    /// The response to send, or why this refusal cannot be sent.
+    pub(crate) fn into_response(self) -> Result<http::Response<Bytes>, DecisionError> {
         let RejectInner {
             status,
             mut headers,
@@ -346,8 +363,7 @@ impl Reject {
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
         }
-        write_response(status, &headers, &body, dst);
-        Ok(status)
+        Ok(response(status, headers, body))
     }
 }
 
@@ -358,19 +374,26 @@ impl From<StatusCode> for Reject {
 }
 
 /// The fixed answer to a callback bug.
-pub(crate) fn write_internal_error(dst: &mut Vec<u8>) {
+pub(crate) fn internal_error() -> http::Response<Bytes> {
     let mut headers = HeaderMap::new();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    write_response(
+    response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        &headers,
-        b"internal server error\n",
-        dst,
-    );
+        headers,
+        Bytes::from_static(b"internal server error\n"),
+    )
+}
+
+/// A response from its parts.
+pub(crate) fn response(status: StatusCode, headers: HeaderMap, body: Bytes) -> http::Response<Bytes> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 #[cfg(test)]
