@@ -455,3 +455,31 @@ async fn tls_example_serves_a_certificate_from_pem_files() {
     assert!(!stdout.contains("self-signed certificate"), "{stdout}");
     assert!(stdout.contains("tls: ok: wss://localhost:"), "{stdout}");
 }
+
+/// The `hyper` example (`cargo run -p ferrosocket --features hyper --example hyper`): its page
+/// at `/`, and a compressed echo at `/ws`.
+#[cfg(feature = "hyper")]
+#[tokio::test]
+async fn hyper_example_serves_its_page_and_a_compressed_echo() {
+    let server = Running::start("hyper", &[]).await;
+    let page = http_get(server.addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("new WebSocket("), "{page}");
+
+    let dialer = Dialer::new().proxy_from_env(false).enable_compression(true);
+    let (mut conn, response) = within("connect", dialer.connect(server.ws_url())).await.unwrap();
+    assert!(
+        response
+            .headers()
+            .contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS),
+        "compression is on"
+    );
+    for msg in [
+        Message::from("hello"),
+        Message::from("x".repeat(100_000)),
+        Message::from(vec![0u8, 255]),
+    ] {
+        within("send", conn.send(msg.clone())).await.unwrap();
+        assert_eq!(within("recv", conn.recv()).await.unwrap(), msg);
+    }
+}
