@@ -101,7 +101,7 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     ensure_playwright(&browser_dir)?;
 
     let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
-    let mut cmd = match std::env::var("FERROSOCKET_ECHO_CMD") {
+    let cmd = match std::env::var("FERROSOCKET_ECHO_CMD") {
         Ok(c) if !c.is_empty() => {
             let mut cmd = Command::new("bash");
             cmd.arg("-c")
@@ -115,21 +115,7 @@ pub(crate) fn run(_args: Args) -> Result<()> {
             cmd
         }
     };
-    log(format!("starting testee: {}", proc::describe(&cmd)));
-    let srvlog = root.join("target/browser-echo-server.log");
-    let mut server = proc::spawn(&mut cmd, &srvlog)?;
-    proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
-
-    let screenshot = root.join("target/browser-echo.png");
-    run_page(
-        &browser_dir.join("echo-page.mjs"),
-        addr,
-        &screenshot,
-        &srvlog,
-        &mut server,
-        left(),
-    )?;
-    server.stop()?;
+    serve_and_run_page(&root, &browser_dir, "echo", cmd, addr, left())?;
     log("PASS: echo page (screenshot: target/browser-echo.png)");
 
     // The chat example's page, two users at once.
@@ -138,24 +124,32 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     let chat = chat_example()?;
     let mut cmd = Command::new(chat);
     cmd.args(["--listen", &addr.to_string()]);
-    log(format!("starting testee: {}", proc::describe(&cmd)));
-    let srvlog = root.join("target/browser-chat-server.log");
-    let mut server = proc::spawn(&mut cmd, &srvlog)?;
-    proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
-    let screenshot = root.join("target/browser-chat.png");
-    run_page(
-        &browser_dir.join("chat-page.mjs"),
-        addr,
-        &screenshot,
-        &srvlog,
-        &mut server,
-        left(),
-    )?;
-    server.stop()?;
+    serve_and_run_page(&root, &browser_dir, "chat", cmd, addr, left())?;
     log(
         "PASS: chat page, two users (screenshots: target/browser-chat-alice.png, target/browser-chat-bob.png)",
     );
     Ok(())
+}
+
+/// Starts the testee `cmd` listening on `addr` (log: `target/browser-NAME-server.log`), runs
+/// `scripts/browser/NAME-page.mjs` against it (screenshot: `target/browser-NAME.png`), and
+/// stops it.
+fn serve_and_run_page(
+    root: &Path,
+    browser_dir: &Path,
+    name: &str,
+    mut cmd: Command,
+    addr: SocketAddr,
+    left: Duration,
+) -> Result<()> {
+    log(format!("starting testee: {}", proc::describe(&cmd)));
+    let srvlog = root.join(format!("target/browser-{name}-server.log"));
+    let mut server = proc::spawn(&mut cmd, &srvlog)?;
+    proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
+    let screenshot = root.join(format!("target/browser-{name}.png"));
+    let script = browser_dir.join(format!("{name}-page.mjs"));
+    run_page(&script, addr, &screenshot, &srvlog, &mut server, left)?;
+    server.stop()
 }
 
 /// Runs the page driver `script` against `http://ADDR/` (at most 180 s or what is left of the
