@@ -274,20 +274,56 @@ impl Connection {
         self.out.take_buffer()
     }
 
-    /// Lends an (empty) buffer to gather small frames in, if the connection holds none.
-    pub fn give_write_buffer(&mut self, buf: BytesMut) {
-        self.out.give_buffer(buf);
+    /// Lends an (empty) buffer to gather small frames in. Returns it when the connection
+    /// already holds one (or has output queued), so the caller can keep it for another.
+    pub fn give_write_buffer(&mut self, buf: BytesMut) -> Option<BytesMut> {
+        self.out.give_buffer(buf)
     }
 
-    /// Frees the read buffer when it holds nothing, and hands back the write buffer when
-    /// nothing is queued (to return to a pool, or drop). Call it when the transport has no
-    /// data ready: an idle connection then holds no buffer at all; the next read or write
-    /// allocates anew (one small allocation, against a syscall that was due anyway).
-    pub fn release_idle_buffers(&mut self) -> Option<BytesMut> {
-        if self.rbuf.is_empty() && self.frame.is_none() {
-            self.rbuf = BytesMut::new();
+    /// Lends a buffer to read into, for a connection that holds none (it released it when
+    /// idle) or only the short tail of a partial frame, which moves into the lent buffer.
+    /// Returns it when the connection keeps its own.
+    ///
+    /// With [`release_idle_buffers`](Self::release_idle_buffers) this lets every connection
+    /// on a thread share one read buffer and one write buffer: an idle connection holds
+    /// neither, and a busy one allocates nothing per message.
+    pub fn give_read_buffer(&mut self, mut buf: BytesMut) -> Option<BytesMut> {
+        let holds_tail_only = self.rbuf.len() <= IDLE_TAIL_MAX && self.rbuf.capacity() <= IDLE_TAIL_MAX;
+        if self.rbuf.capacity() != 0 && !holds_tail_only {
+            return Some(buf);
         }
-        self.out.take_buffer()
+        buf.clear();
+        buf.extend_from_slice(&self.rbuf);
+        self.rbuf = buf;
+        None
+    }
+
+    /// Hands back the buffers an idle connection does not need, for the caller to lend to
+    /// another connection (or drop). Call it when the transport has no data ready.
+    ///
+    /// - The read buffer, when it holds nothing, or only the tail of a partial frame of at
+    ///   most 4 KiB, which is copied into a buffer of its own size first (so a peer that sends
+    ///   a few bytes and stops pins no large buffer).
+    /// - The write buffer, when nothing is queued.
+    ///
+    /// An idle connection then holds no buffer at all.
+    pub fn release_idle_buffers(&mut self) -> IdleBuffers {
+        let read = if self.rbuf.capacity() == 0 || self.eof {
+            None
+        } else if self.rbuf.is_empty() && self.frame.is_none() {
+            Some(std::mem::take(&mut self.rbuf))
+        } else if self.rbuf.len() <= IDLE_TAIL_MAX && self.rbuf.capacity() > IDLE_TAIL_MAX {
+            let tail = BytesMut::from(&self.rbuf[..]);
+            let mut big = std::mem::replace(&mut self.rbuf, tail);
+            big.clear();
+            Some(big)
+        } else {
+            None
+        };
+        IdleBuffers {
+            read,
+            write: self.out.take_buffer(),
+        }
     }
 
     /// Drops idle buffers above `keep` bytes of capacity (call when the connection goes idle).

@@ -34,7 +34,7 @@ pub struct Config {
     ///
     /// Default: 64 KiB, so that one read takes in a whole burst of frames (16 messages of
     /// 1 KiB, or four of 16 KiB) rather than one frame per syscall. It costs nothing while the
-    /// connection is idle: the buffer is freed whenever a read would block (see
+    /// connection is idle: the buffer is handed back whenever a read would block (see
     /// [`Connection::release_idle_buffers`](crate::Connection::release_idle_buffers)).
     pub read_buffer_size: usize,
     /// Answer each ping with a pong automatically.

@@ -123,6 +123,20 @@ struct Assembly {
 /// their header (server role only: client payloads are masked, hence always copied).
 const COPY_THRESHOLD: usize = 4096;
 
+/// The largest partial-frame tail [`Connection::release_idle_buffers`] moves out of the read
+/// buffer so that the buffer itself can be lent to another connection.
+const IDLE_TAIL_MAX: usize = 4096;
+
+/// The buffers an idle connection gives back (see [`Connection::release_idle_buffers`]).
+#[derive(Debug, Default)]
+#[must_use = "the buffers are freed when dropped; lend them to the next connection instead"]
+pub struct IdleBuffers {
+    /// The read buffer, emptied.
+    pub read: Option<BytesMut>,
+    /// The write buffer, emptied.
+    pub write: Option<BytesMut>,
+}
+
 /// A buffer grown for a large frame may keep this much spare room while idle.
 const IDLE_READ_CAPACITY: usize = 64 << 10;
 

@@ -1910,3 +1910,91 @@ proptest! {
         check_hostile(Role::Client, config, &input, &cuts_of(&cuts, input.len()), eof)?;
     }
 }
+
+// ---- lending buffers (release_idle_buffers / give_read_buffer / give_write_buffer) ----------
+
+/// Appends `wire` to the connection's read buffer, as a transport read would.
+fn read_in(conn: &mut Connection, wire: &[u8]) {
+    conn.read_buffer().extend_from_slice(wire);
+}
+
+#[test]
+fn an_idle_connection_hands_back_both_buffers_and_reuses_lent_ones() {
+    let mut conn = server();
+    read_in(&mut conn, &frame(OP_TEXT, true, false, Some(KEY), b"hello"));
+    assert_eq!(
+        conn.poll_event(),
+        Ok(Some(Event::Message(Message::text("hello"))))
+    );
+    conn.send(Message::text("hello")).unwrap();
+    assert!(conn.poll_event().unwrap().is_none());
+    // Output queued: the write buffer stays.
+    let idle = conn.release_idle_buffers();
+    assert!(idle.read.is_some(), "the empty read buffer is handed back");
+    assert!(idle.write.is_none(), "queued output keeps its buffer");
+    assert_eq!(conn.take_output(), sf(OP_TEXT, true, b"hello"));
+    let idle = conn.release_idle_buffers();
+    let write = idle.write.expect("the drained write buffer is handed back");
+    assert!(
+        idle.read.is_none(),
+        "the connection holds no read buffer any more"
+    );
+    assert!(write.capacity() > 0 && write.is_empty());
+
+    // Lent back, the buffers are used, and not handed back while the connection holds its own.
+    let read = BytesMut::with_capacity(64 << 10);
+    let read_ptr = read.as_ptr();
+    assert!(conn.give_read_buffer(read).is_none());
+    assert!(conn.give_read_buffer(BytesMut::with_capacity(10)).is_some());
+    assert_eq!(
+        conn.read_buffer().as_ptr(),
+        read_ptr,
+        "reads go into the lent buffer"
+    );
+    assert!(conn.give_write_buffer(write).is_none());
+    assert!(conn.give_write_buffer(BytesMut::with_capacity(10)).is_some());
+}
+
+#[test]
+fn a_partial_frame_tail_moves_out_so_the_big_buffer_can_be_lent() {
+    let mut conn = server();
+    let wire = frame(OP_BINARY, true, false, Some(KEY), &binary_of_len(300));
+    // The first message whole and 100 bytes of the next: the tail stays, in a buffer its size.
+    let mut first = frame(OP_TEXT, true, false, Some(KEY), b"one");
+    first.extend_from_slice(&wire[..100]);
+    read_in(&mut conn, &first);
+    assert_eq!(conn.poll_event(), Ok(Some(Event::Message(Message::text("one")))));
+    assert!(conn.poll_event().unwrap().is_none());
+    let idle = conn.release_idle_buffers();
+    assert!(
+        idle.read.is_some_and(|b| b.capacity() > 60_000),
+        "the big buffer is handed back"
+    );
+    // The rest arrives in a lent buffer: the tail moves into it and the frame completes.
+    assert!(conn.give_read_buffer(BytesMut::with_capacity(64 << 10)).is_none());
+    read_in(&mut conn, &wire[100..]);
+    assert_eq!(
+        conn.poll_event(),
+        Ok(Some(Event::Message(Message::binary(binary_of_len(300)))))
+    );
+}
+
+#[test]
+fn a_partial_frame_longer_than_the_tail_limit_keeps_its_buffer() {
+    let mut conn = server();
+    let payload = binary_of_len(10_000);
+    let wire = frame(OP_BINARY, true, false, Some(KEY), &payload);
+    read_in(&mut conn, &wire[..6000]);
+    assert!(conn.poll_event().unwrap().is_none());
+    let idle = conn.release_idle_buffers();
+    assert!(
+        idle.read.is_none(),
+        "5,992 bytes of payload are more than a tail: no copy"
+    );
+    assert!(conn.give_read_buffer(BytesMut::with_capacity(64 << 10)).is_some());
+    read_in(&mut conn, &wire[6000..]);
+    assert_eq!(
+        conn.poll_event(),
+        Ok(Some(Event::Message(Message::binary(payload))))
+    );
+}

@@ -63,7 +63,7 @@ mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_REASON_LEN, close_reply};
 pub use config::Config;
-pub use connection::{Chunk, Connection, Event, ReadMode, Role, State};
+pub use connection::{Chunk, Connection, Event, IdleBuffers, ReadMode, Role, State};
 pub use error::{ProtocolError, ReadError, SendError};
 pub use extensions::deflate::{DeflateConfig, DeflateNegotiationError, DeflateParams, SharedCompression};
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};

@@ -19,6 +19,8 @@ pub(crate) struct OutQueue {
     tail: BytesMut,
     /// Total bytes in `chunks`.
     chunks_len: usize,
+    /// A partial write advanced `tail`'s view (see `advance`).
+    tail_advanced: bool,
 }
 
 impl OutQueue {
@@ -95,17 +97,24 @@ impl OutQueue {
                     self.chunks_len -= n;
                     n = 0;
                 }
+                None if n == self.tail.len() => {
+                    // All written: empty the view in place.
+                    self.tail.clear();
+                    if std::mem::take(&mut self.tail_advanced) {
+                        // An earlier partial write moved the view towards the end of its
+                        // allocation, so `capacity()` no longer counts the bytes written: take
+                        // them back (nothing to copy), so that `shrink` and `take_buffer` see
+                        // the whole allocation instead of pinning it behind a small view.
+                        let _ = self.tail.try_reclaim(self.tail.capacity() + 1);
+                    }
+                    n = 0;
+                }
                 None => {
                     self.tail.advance(n);
+                    self.tail_advanced = true;
                     n = 0;
                 }
             }
-        }
-        if self.tail.is_empty() {
-            // `advance` moved the view to the end of its allocation, so `capacity()` no longer
-            // counts the bytes written: take them back (nothing to copy), so that `shrink` and
-            // `take_buffer` see the whole allocation instead of pinning it behind a small view.
-            let _ = self.tail.try_reclaim(self.tail.capacity() + 1);
         }
     }
 
@@ -118,11 +127,15 @@ impl OutQueue {
         }
     }
 
-    /// Installs a buffer to gather small frames in, if the queue holds none.
-    pub(crate) fn give_buffer(&mut self, mut buf: BytesMut) {
+    /// Installs a buffer to gather small frames in, if the queue holds none; otherwise
+    /// returns it.
+    pub(crate) fn give_buffer(&mut self, mut buf: BytesMut) -> Option<BytesMut> {
         if self.is_empty() && self.tail.capacity() == 0 {
             buf.clear();
             self.tail = buf;
+            None
+        } else {
+            Some(buf)
         }
     }
 

@@ -4,12 +4,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 struct Inner {
     signal: watch::Sender<bool>,
+    /// Set before `signal` is sent: a lock-free "has it happened" for every poll of every
+    /// connection (the watch channel is only for waking).
+    triggered: AtomicBool,
     live: AtomicUsize,
     drained: Notify,
 }
@@ -65,6 +68,7 @@ impl Shutdown {
             inner: Arc::new(Inner {
                 signal,
                 live: AtomicUsize::new(0),
+                triggered: AtomicBool::new(false),
                 drained: Notify::new(),
             }),
         }
@@ -81,12 +85,13 @@ impl Shutdown {
 
     /// Asks every connection to close with 1001.
     pub fn trigger(&self) {
+        self.inner.triggered.store(true, Ordering::Release);
         self.inner.signal.send_replace(true);
     }
 
     /// Whether [`trigger`](Self::trigger) was called.
     pub fn is_triggered(&self) -> bool {
-        *self.inner.signal.borrow()
+        self.inner.triggered.load(Ordering::Acquire)
     }
 
     /// How many tokens are alive.
@@ -127,7 +132,7 @@ impl std::fmt::Debug for ShutdownToken {
 impl ShutdownToken {
     /// Whether shutdown was triggered.
     pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
+        self.inner.triggered.load(Ordering::Acquire)
     }
 
     /// Completes when shutdown is triggered.

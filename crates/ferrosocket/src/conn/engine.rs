@@ -8,10 +8,11 @@
 
 use super::handlers::Handlers;
 use super::options::ConnOptions;
+use super::spare;
 use crate::error::{CloseError, Error, TimeoutKind};
 use crate::metrics::ConnMetrics;
 use crate::shutdown::ShutdownToken;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ferrosocket_proto::{
     Chunk, CloseCode, CloseFrame, Connection, Event, Message, MessageKind, ReadError, ReadMode, Role, State,
     Timer,
@@ -32,6 +33,11 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// peer reads it). Reading into a stack buffer, so memory stays flat; time is bounded by the
 /// close timeout.
 const LINGER_MAX_BYTES: usize = 64 << 20;
+
+/// Slices gathered per vectored write. Output is the write buffer plus large payloads queued
+/// as chunks of their own, so a handful covers every frame of a burst; whatever is left goes
+/// with the next write.
+const MAX_SLICES: usize = 16;
 
 /// Where the session stands, from the engine's side.
 enum Phase {
@@ -67,6 +73,15 @@ enum Wait {
 pub(crate) struct Alarm(Option<Pin<Box<Sleep>>>);
 
 impl Alarm {
+    /// Whether the alarm is set for `deadline` (or earlier) and has not gone off: a poll with
+    /// the same waker would change nothing.
+    fn armed_for(&self, deadline: Option<Instant>) -> bool {
+        match (&self.0, deadline) {
+            (Some(sleep), Some(d)) => !sleep.is_elapsed() && sleep.deadline() <= d,
+            _ => false,
+        }
+    }
+
     /// Arms the alarm for `deadline` (never later than it: an earlier alarm is kept, fires
     /// early, and the caller re-evaluates) and polls it. `true`: the deadline passed.
     fn poll_at(&mut self, deadline: Option<Instant>, waker: &Waker) -> bool {
@@ -125,6 +140,10 @@ pub(crate) struct Engine {
     /// another task (split halves) wakes it when it starts an earlier timer or ends the session.
     reader: Option<Waker>,
     reader_alarm_at: Option<Instant>,
+    /// The read alarm was last polled with the waker in `reader`.
+    read_alarm_synced: bool,
+    /// The waker the shutdown signal was last polled with.
+    shutdown_waker: Option<Waker>,
     /// Counts for the `metrics` feature (zero-sized without it).
     metrics: ConnMetrics,
 }
@@ -150,6 +169,8 @@ impl Engine {
             lingered: 0,
             reader: None,
             reader_alarm_at: None,
+            read_alarm_synced: false,
+            shutdown_waker: None,
             metrics,
         }
     }
@@ -290,9 +311,15 @@ impl Engine {
                 Poll::Pending => self.release_idle_buffers(),
             }
         }
-        if let Some((_, signal)) = &mut self.shutdown
+        // The signal's future keeps the waker it was polled with: poll it again only when that
+        // changed or the switch was thrown (an atomic load), not on every wait.
+        if let Some((token, signal)) = &mut self.shutdown
             && let Some(s) = signal
-            && s.as_mut().poll(&mut Context::from_waker(own)).is_ready()
+            && (token.is_triggered() || !self.shutdown_waker.as_ref().is_some_and(|w| w.will_wake(own)))
+            && {
+                self.shutdown_waker = Some(own.clone());
+                s.as_mut().poll(&mut Context::from_waker(own)).is_ready()
+            }
         {
             *signal = None;
             let frame = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
@@ -320,11 +347,21 @@ impl Engine {
                 return Wait::Report(Error::Timeout(TimeoutKind::Read));
             }
             let next = earliest(self.core.poll_timeout(), deadline);
+            // Already armed for this deadline with this task's waker: nothing to register.
+            if self.read_alarm_synced
+                && self.read_alarm.armed_for(next)
+                && self.reader.as_ref().is_some_and(|w| w.will_wake(own))
+            {
+                self.reader_alarm_at = next;
+                return Wait::Pending;
+            }
             if !self.read_alarm.poll_at(next, own) {
                 if !self.reader.as_ref().is_some_and(|w| w.will_wake(own)) {
                     self.reader = Some(own.clone());
                 }
                 self.reader_alarm_at = next;
+                // Polled just now with `own`, which is also `reader`.
+                self.read_alarm_synced = next.is_some();
                 return Wait::Pending;
             }
             // The alarm says its deadline passed on the tokio clock: act at least at it.
@@ -340,6 +377,11 @@ impl Engine {
         if self.read_eof {
             self.core.receive_eof();
             return Poll::Ready(Ok(()));
+        }
+        if let Some(buf) = spare::take_read()
+            && let Some(back) = self.core.give_read_buffer(buf)
+        {
+            spare::put_read(back);
         }
         let buf = self.core.read_buffer();
         let mut cx = Context::from_waker(own);
@@ -527,20 +569,37 @@ impl Engine {
 
     /// Nothing to read now: give the buffers back so an idle connection holds none.
     fn release_idle_buffers(&mut self) {
-        if let Some(buf) = self.core.release_idle_buffers()
-            && let Some(pool) = &self.opts.pool
-        {
-            pool.put(buf);
+        let idle = self.core.release_idle_buffers();
+        if let Some(buf) = idle.read {
+            spare::put_read(buf);
+        }
+        if let Some(buf) = idle.write {
+            self.return_write_buffer(buf);
         }
     }
 
-    /// Lends the connection a pooled write buffer when it holds none (before queueing).
+    /// Gives a write buffer back to the upgrader's pool, or else to the thread's spare.
+    fn return_write_buffer(&self, buf: BytesMut) {
+        match &self.opts.pool {
+            Some(pool) => pool.put(buf),
+            None => spare::put_write(buf),
+        }
+    }
+
+    /// Lends the connection a write buffer (the pool's, or the thread's spare) when it holds
+    /// none and has nothing queued (before queueing).
     pub(crate) fn before_send(&mut self) {
-        if let Some(pool) = &self.opts.pool
-            && !self.core.wants_write()
-            && let Some(buf) = pool.get()
+        if self.core.wants_write() {
+            return;
+        }
+        let lent = match &self.opts.pool {
+            Some(pool) => pool.get(),
+            None => spare::take_write(),
+        };
+        if let Some(buf) = lent
+            && let Some(back) = self.core.give_write_buffer(buf)
         {
-            self.core.give_write_buffer(buf);
+            self.return_write_buffer(back);
         }
     }
 
@@ -605,7 +664,7 @@ impl Engine {
         let mut cx = Context::from_waker(write);
         while self.core.wants_write() {
             let n = if io.is_write_vectored() {
-                let mut slices = [IoSlice::new(&[]); 64];
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let count = self.core.pending_output(&mut slices);
                 ready!(Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..count]))?
             } else {
@@ -620,16 +679,8 @@ impl Engine {
             self.metrics.wire_out(n);
         }
         ready!(Pin::new(&mut *io).poll_flush(&mut cx))?;
-        match &self.opts.pool {
-            Some(pool) => {
-                if let Some(buf) = self.core.take_write_buffer() {
-                    pool.put(buf);
-                }
-            }
-            None => self
-                .core
-                .shrink_buffers(self.opts.write_buffer_size.max(64 << 10)),
-        }
+        // The write buffer stays for the next reply; it goes back to the pool or the thread's
+        // spare when the connection next waits for input (`release_idle_buffers`).
         Poll::Ready(Ok(()))
     }
 

@@ -10,6 +10,7 @@
 pub(crate) mod engine;
 pub(crate) mod handlers;
 pub(crate) mod options;
+mod spare;
 pub(crate) mod split;
 pub(crate) mod streamed;
 
