@@ -78,7 +78,7 @@ pub(crate) struct Args {
     /// Skip cells with more than this many MiB in flight.
     #[arg(long, default_value_t = 256)]
     cap_mib: u64,
-    /// Markdown output (default bench/results/peers-DATE[-quick].md; the .jsonl goes beside it).
+    /// Markdown output (default bench/results/peers-DATE[-compress][-quick].md; the .jsonl goes beside it).
     #[arg(long)]
     out: Option<PathBuf>,
 }

@@ -59,13 +59,20 @@ pub fn response_to(head: &[u8]) -> Result<String, &'static str> {
     ))
 }
 
-/// Reads the request head from `stream` and answers it: 101 and `Ok(rest)` (the bytes read
-/// past the head), or 400 and an error. The buffer lives only for the handshake.
-pub async fn accept(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(1024);
+/// The length of the request head at the start of `buf` (through its blank line), if it is all
+/// there.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Reads the rest of the request head from `stream` after the bytes already in `buf`, and
+/// answers it: 101 and `Ok(rest)` (the bytes read past the head), or 400 and an error. The
+/// buffer lives only for the handshake.
+pub async fn accept(stream: &mut TcpStream, mut buf: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    buf.reserve(1024);
     let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        if let Some(end) = head_end(&buf) {
+            break end;
         }
         if buf.len() > MAX_HEAD {
             return Err(std::io::Error::other("request head too large"));
@@ -74,11 +81,15 @@ pub async fn accept(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     };
-    match response_to(&buf[..end]) {
-        Ok(response) => {
-            stream.write_all(response.as_bytes()).await?;
-            Ok(buf.split_off(end))
-        }
+    let rest = buf.split_off(end);
+    answer(stream, response_to(&buf)).await?;
+    Ok(rest)
+}
+
+/// Writes the 101 of `response`, or a 400 and returns the refusal as an error.
+pub async fn answer(stream: &mut TcpStream, response: Result<String, &'static str>) -> std::io::Result<()> {
+    match response {
+        Ok(response) => stream.write_all(response.as_bytes()).await,
         Err(why) => {
             let _ = stream
                 .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
