@@ -31,7 +31,7 @@
 //! Recorded per run: msgs/s and the server's CPU time (utime+stime from /proc/PID/stat, sampled
 //! by the bench tool at the start and end of the measured interval) per message. Writes a
 //! markdown table of medians (ratios to raw TCP: median of a server over median of raw) to
-//! bench/results/peers-DATE[-compress][-quick].md, the raw JSON lines next to it, and prints it.
+//! `bench/results/peers-DATE[-compress][-quick].md`, the raw JSON lines next to it, and prints it.
 //! --quick: 5 cells, 2 repetitions of 2 s (a smoke run). Loopback only; every run is bounded by
 //! a timeout. The bench tool counts every echoed frame and checks its length (a wrong echo is
 //! an error of that run).
@@ -78,7 +78,7 @@ pub(crate) struct Args {
     /// Skip cells with more than this many MiB in flight.
     #[arg(long, default_value_t = 256)]
     cap_mib: u64,
-    /// Markdown output (default bench/results/peers-DATE[-compress][-quick].md; the .jsonl goes beside it).
+    /// Markdown output (default `bench/results/peers-DATE[-compress][-quick].md`; the .jsonl goes beside it).
     #[arg(long)]
     out: Option<PathBuf>,
 }
