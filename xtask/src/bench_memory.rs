@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! cargo xtask bench-memory [--connections N] [--size BYTES] [--settle SECS]
-//!                          [--servers "ferrosocket fastwebsockets tokio-tungstenite"] [--out FILE]
+//!                          [--servers "raw-hold ferrosocket fastwebsockets sockudo
+//!                                      tokio-tungstenite gorilla"]   (the default; also
+//!                                      sockudo-batched)
+//!                          [--out FILE]
 //! FERROSOCKET_ECHO_ARGS="--keepalive 0" adds arguments to `ferrosocket echo`.
 //! ```
 //!
@@ -13,7 +16,13 @@
 //!   3. after every connection echoed one 64 KiB message and went idle again,
 //!
 //! then reports (RSS - RSS before) / N for 2 and 3. Servers are single-threaded and pinned to
-//! core 0, the client to core 1. Loopback only; every wait is bounded.
+//! core 0 (gorilla with GOMAXPROCS=1), the client to core 1; none compresses. Loopback only;
+//! every wait is bounded.
+//!
+//! `raw-hold` is the floor: a tokio server that answers the upgrade and then keeps only the
+//! socket and its task (it echoes through one buffer shared by all connections). With it in the
+//! run, two more columns say how far above it every other server sits, per connection. gorilla
+//! is built with `go` when it is installed and left out, with a note, when it is not.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -40,8 +49,12 @@ pub(crate) struct Args {
     /// Seconds to wait after each step before reading the RSS.
     #[arg(long, default_value_t = 2)]
     settle: u64,
-    /// The servers, space-separated: ferrosocket fastwebsockets tokio-tungstenite.
-    #[arg(long, default_value = "ferrosocket fastwebsockets tokio-tungstenite")]
+    /// The servers, space-separated: raw-hold ferrosocket fastwebsockets sockudo
+    /// sockudo-batched tokio-tungstenite gorilla.
+    #[arg(
+        long,
+        default_value = "raw-hold ferrosocket fastwebsockets sockudo tokio-tungstenite gorilla"
+    )]
     servers: String,
     /// Markdown output (default bench/results/memory-DATE.md).
     #[arg(long)]
@@ -51,14 +64,24 @@ pub(crate) struct Args {
 /// How long ws-hold may take to upgrade or echo on every connection.
 const STEP_LIMIT: Duration = Duration::from_secs(300);
 
+const SERVERS: [&str; 7] = [
+    "raw-hold",
+    "ferrosocket",
+    "fastwebsockets",
+    "sockudo",
+    "sockudo-batched",
+    "tokio-tungstenite",
+    "gorilla",
+];
+
+/// The server that is the floor.
+const FLOOR: &str = "raw-hold";
+
 /// Measures every server and writes the table.
 pub(crate) fn run(args: Args) -> Result<()> {
-    let servers: Vec<&str> = args.servers.split_whitespace().collect();
-    if let Some(bad) = servers
-        .iter()
-        .find(|s| !["ferrosocket", "fastwebsockets", "tokio-tungstenite"].contains(s))
-    {
-        bail!("unknown server {bad}");
+    let mut servers: Vec<&str> = args.servers.split_whitespace().collect();
+    if let Some(bad) = servers.iter().find(|s| !SERVERS.contains(s)) {
+        bail!("unknown server {bad} (known: {})", SERVERS.join(" "));
     }
     let out = benchkit::at_root(
         &args
@@ -72,20 +95,36 @@ pub(crate) fn run(args: Args) -> Result<()> {
     eprintln!("building (release): ferrosocket-cli and bench/peers");
     let fs_bin = proc::ferrosocket_release()?;
     let peers = benchkit::build_peers()?;
+    let mut notes = Vec::new();
+    let gorilla = if servers.contains(&"gorilla") {
+        benchkit::build_gorilla()
+    } else {
+        None
+    };
+    if servers.contains(&"gorilla") && gorilla.is_none() {
+        servers.retain(|s| *s != "gorilla");
+        notes.push(format!(
+            "gorilla left out: `go` or gorilla/websocket is missing ({}).",
+            benchkit::GORILLA_INSTALL
+        ));
+    }
+    let bins = Bins {
+        ferrosocket: &fs_bin,
+        peers: &peers,
+        gorilla: gorilla.as_deref(),
+    };
     let logs = std::env::temp_dir().join(format!("ferrosocket-bench-memory.{}", std::process::id()));
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
 
-    let mut rows = String::new();
+    let mut rows = Vec::new();
     for name in servers {
-        let row = measure(name, &args, &fs_bin, &peers, &logs);
-        let row = match row {
-            Ok(row) => row,
+        match measure(name, &args, &bins, &logs) {
+            Ok(row) => rows.push(row),
             Err(e) => {
                 eprintln!("logs kept in {}", logs.display());
                 return Err(e);
             }
-        };
-        rows.push_str(&row);
+        }
     }
     let _ = fs::remove_dir_all(&logs);
 
@@ -101,12 +140,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
         "Per connection = (RSS - RSS before any connection) / connections upgraded. Echo: one {}-byte binary message per connection, then idle.\n",
         args.size
     );
-    let _ = writeln!(
-        text,
-        "| server | upgraded | echoed | RSS before (KiB) | RSS idle (KiB) | per conn, idle | RSS after echo (KiB) | per conn, after echo |"
-    );
-    let _ = writeln!(text, "|---|---|---|---|---|---|---|---|");
-    text.push_str(&rows);
+    text.push_str(&table(&rows));
+    for note in &notes {
+        let _ = writeln!(text, "\n{note}");
+    }
     if let Some(dir) = out.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -181,32 +218,124 @@ impl Holder {
     }
 }
 
-/// "12.3 KiB" from bytes, truncated to a tenth as the script's integer arithmetic did.
+/// "12.3 KiB" from bytes, truncated to a tenth as the script's integer arithmetic did (toward
+/// zero, so a small negative difference reads "-0.3 KiB").
 fn kib_tenths(bytes: i64) -> String {
-    format!("{}.{} KiB", bytes / 1024, (bytes % 1024) * 10 / 1024)
+    let sign = if bytes < 0 { "-" } else { "" };
+    let b = bytes.unsigned_abs();
+    format!("{sign}{}.{} KiB", b / 1024, (b % 1024) * 10 / 1024)
 }
 
-/// One server's row of the table.
-fn measure(name: &str, args: &Args, fs_bin: &Path, peers: &Path, logs: &Path) -> Result<String> {
-    let port = proc::free_port()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0"]);
+/// Where the servers' binaries are.
+struct Bins<'a> {
+    ferrosocket: &'a Path,
+    /// bench/peers/target/release.
+    peers: &'a Path,
+    /// bench/peers/target/go/gorilla-echo, if it was built.
+    gorilla: Option<&'a Path>,
+}
+
+/// Adds server `name`'s program and options (all but `--listen`) to `cmd`.
+fn server_command(cmd: &mut Command, name: &str, bins: &Bins<'_>) -> Result<()> {
+    let peer = |bin: &str| bins.peers.join(bin);
     match name {
         "ferrosocket" => {
-            cmd.arg(fs_bin)
+            cmd.arg(bins.ferrosocket)
                 .args(["echo", "--threads", "1", "--quiet", "--no-compression"]);
             if let Ok(extra) = std::env::var("FERROSOCKET_ECHO_ARGS") {
                 cmd.args(extra.split_whitespace());
             }
         }
-        "fastwebsockets" => {
-            cmd.arg(peers.join("fastwebsockets-echo"));
-        }
-        _ => {
-            cmd.arg(peers.join("tokio-tungstenite-echo"));
-        }
+        "raw-hold" => drop(cmd.arg(peer("raw-hold"))),
+        "fastwebsockets" => drop(cmd.arg(peer("fastwebsockets-echo"))),
+        "sockudo" => drop(cmd.arg(peer("sockudo-echo"))),
+        "sockudo-batched" => drop(cmd.arg(peer("sockudo-batched-echo"))),
+        "tokio-tungstenite" => drop(cmd.arg(peer("tokio-tungstenite-echo"))),
+        "gorilla" => match bins.gorilla {
+            Some(bin) => drop(cmd.arg(bin).env("GOMAXPROCS", "1")),
+            None => bail!("gorilla-echo was not built ({})", benchkit::GORILLA_INSTALL),
+        },
+        other => bail!("unknown server {other}"),
     }
+    Ok(())
+}
+
+/// One server's measurements.
+#[derive(Debug, Clone)]
+struct Row {
+    name: String,
+    /// Connections upgraded and echoed (ws-hold's counts).
+    upgraded: i64,
+    echoed: i64,
+    /// RSS, KiB: before any connection, idle, after the echo.
+    base: i64,
+    idle: i64,
+    after: i64,
+}
+
+impl Row {
+    /// Bytes per upgraded connection, idle and after the echo.
+    fn per_conn(&self) -> (i64, i64) {
+        let n = self.upgraded.max(1);
+        (
+            (self.idle - self.base) * 1024 / n,
+            (self.after - self.base) * 1024 / n,
+        )
+    }
+}
+
+/// The markdown table of `rows`, with the distance to the floor when raw-hold is among them.
+fn table(rows: &[Row]) -> String {
+    let floor = rows.iter().find(|r| r.name == FLOOR).map(Row::per_conn);
+    let mut text = String::from(
+        "| server | upgraded | echoed | RSS before (KiB) | RSS idle (KiB) | per conn, idle | RSS after echo (KiB) | per conn, after echo |",
+    );
+    if floor.is_some() {
+        text.push_str(" above raw-hold, idle | above raw-hold, after echo |");
+    }
+    text.push_str("\n|---|---|---|---|---|---|---|---|");
+    if floor.is_some() {
+        text.push_str("---|---|");
+    }
+    text.push('\n');
+    for r in rows {
+        let (idle, after) = r.per_conn();
+        let _ = write!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.upgraded,
+            r.echoed,
+            r.base,
+            r.idle,
+            kib_tenths(idle),
+            r.after,
+            kib_tenths(after)
+        );
+        if let Some((f_idle, f_after)) = floor {
+            if r.name == FLOOR {
+                text.push_str(" (floor) | (floor) |");
+            } else {
+                let _ = write!(
+                    text,
+                    " {} | {} |",
+                    kib_tenths(idle - f_idle),
+                    kib_tenths(after - f_after)
+                );
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// One server's measurements.
+fn measure(name: &str, args: &Args, bins: &Bins<'_>, logs: &Path) -> Result<Row> {
+    let port = proc::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "0"]);
+    server_command(&mut cmd, name, bins)?;
     cmd.args(["--listen", &addr.to_string()]);
     let mut server = proc::spawn(&mut cmd, &logs.join(format!("{name}.log")))?;
     proc::wait_port(addr, &mut server, Duration::from_secs(5))?;
@@ -220,7 +349,7 @@ fn measure(name: &str, args: &Args, fs_bin: &Path, peers: &Path, logs: &Path) ->
     let base = rss()?;
 
     let mut holder = Holder::spawn(
-        peers,
+        bins.peers,
         &format!("ws://{addr}/ws"),
         args,
         &logs.join(format!("hold-{name}.log")),
@@ -249,17 +378,19 @@ fn measure(name: &str, args: &Args, fs_bin: &Path, peers: &Path, logs: &Path) ->
             .and_then(|n| n.parse::<i64>().ok())
             .unwrap_or(0)
     };
-    let (ok, eok) = (count(&up), count(&echoed));
-    let per_idle = (idle - base) * 1024 / ok.max(1);
-    let per_after = (after - base) * 1024 / ok.max(1);
+    let row = Row {
+        name: name.to_owned(),
+        upgraded: count(&up),
+        echoed: count(&echoed),
+        base,
+        idle,
+        after,
+    };
+    let (per_idle, per_after) = row.per_conn();
     eprintln!(
         "{name}: base {base} KiB, {up} -> {idle} KiB ({per_idle} B/conn), {echoed} -> {after} KiB ({per_after} B/conn)"
     );
-    Ok(format!(
-        "| {name} | {ok} | {eok} | {base} | {idle} | {} | {after} | {} |\n",
-        kib_tenths(per_idle),
-        kib_tenths(per_after)
-    ))
+    Ok(row)
 }
 
 #[cfg(test)]
@@ -271,5 +402,68 @@ mod tests {
         assert_eq!(kib_tenths(2150), "2.0 KiB");
         assert_eq!(kib_tenths(2355), "2.2 KiB");
         assert_eq!(kib_tenths(7987), "7.7 KiB");
+        assert_eq!(kib_tenths(-300), "-0.2 KiB");
+    }
+
+    fn row(name: &str, idle: i64, after: i64) -> Row {
+        // 1000 connections: per connection = (RSS - base) KiB * 1024 / 1000 bytes.
+        Row {
+            name: name.into(),
+            upgraded: 1000,
+            echoed: 1000,
+            base: 1000,
+            idle: 1000 + idle,
+            after: 1000 + after,
+        }
+    }
+
+    #[test]
+    fn distance_to_the_floor() {
+        let rows = [row("raw-hold", 500, 1000), row("ferrosocket", 2500, 3000)];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].ends_with("above raw-hold, idle | above raw-hold, after echo |"));
+        assert_eq!(lines[1].matches("---").count(), 10);
+        // raw-hold: 512 B idle, 1024 B after; ferrosocket: 2560 B and 3072 B.
+        assert!(
+            lines[2].ends_with("| 0.5 KiB | 2000 | 1.0 KiB | (floor) | (floor) |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].ends_with("| 2.5 KiB | 4000 | 3.0 KiB | 2.0 KiB | 2.0 KiB |"),
+            "{}",
+            lines[3]
+        );
+        // Without the floor, no extra columns.
+        let text = table(&rows[1..]);
+        assert!(text.lines().next().unwrap().ends_with("per conn, after echo |"));
+        assert_eq!(text.lines().nth(1).unwrap().matches("---").count(), 8);
+    }
+
+    #[test]
+    fn server_commands() {
+        let bins = Bins {
+            ferrosocket: Path::new("/fs"),
+            peers: Path::new("/p"),
+            gorilla: None,
+        };
+        let mut cmd = Command::new("taskset");
+        server_command(&mut cmd, "raw-hold", &bins).unwrap();
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["/p/raw-hold"]);
+        let mut cmd = Command::new("taskset");
+        server_command(&mut cmd, "sockudo", &bins).unwrap();
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["/p/sockudo-echo"]);
+        assert!(server_command(&mut Command::new("x"), "gorilla", &bins).is_err());
+        let bins = Bins {
+            gorilla: Some(Path::new("/g")),
+            ..bins
+        };
+        let mut cmd = Command::new("taskset");
+        server_command(&mut cmd, "gorilla", &bins).unwrap();
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["/g"]);
+        let env: Vec<_> = cmd.get_envs().collect();
+        assert_eq!(env, [("GOMAXPROCS".as_ref(), Some("1".as_ref()))]);
     }
 }

@@ -1,14 +1,25 @@
-//! `cargo xtask bench-peers`: ferrosocket's echo server against its peers, a raw TCP echo (the
-//! ceiling), fastwebsockets and tokio-tungstenite (`bench/peers`, its own cargo workspace), all
-//! single-threaded.
+//! `cargo xtask bench-peers`: ferrosocket's echo server against its peers, all single-threaded:
+//! a raw TCP echo (the ceiling), fastwebsockets, sockudo-ws (its example's one-at-a-time loop,
+//! and the batched loop its README recommends), tokio-tungstenite (`bench/peers`, its own cargo
+//! workspace) and gorilla/websocket (`bench/peers/go`, built with `go` when it is installed;
+//! without it that server is left out with a note saying how to install it).
 //!
 //! ```text
-//! cargo xtask bench-peers [--reps N] [--duration SECS] [--warmup SECS] [--quick]
-//!                         [--servers "raw ferrosocket fastwebsockets tokio-tungstenite"]
+//! cargo xtask bench-peers [--reps N] [--duration SECS] [--warmup SECS] [--quick] [--compress]
+//!                         [--servers "raw ferrosocket fastwebsockets sockudo sockudo-batched
+//!                                     tokio-tungstenite gorilla"]   (the default: all of them)
 //!                         (also "ferrosocket-before": the binary named by $FERROSOCKET_BEFORE)
 //!                         [--cap-mib MIB] [--out FILE]
 //! BENCH_CELLS="1024:100:16 16384:1:16" (payload:connections:in-flight) to pick cells.
 //! ```
+//!
+//! --compress runs the compressed echo: `ferrosocket bench --compress` (it offers
+//! permessage-deflate with client_no_context_takeover and fails a connection that does not get
+//! it), `ferrosocket echo` with its default compression, sockudo-ws with `--compress`
+//! (`DeflateConfig::default()`: context takeover, level 6) and gorilla with `-compress`
+//! (`EnableCompression`; gorilla has no context takeover). Servers without permessage-deflate
+//! (raw, fastwebsockets, tokio-tungstenite) are left out, with a note in the output, and the
+//! ratios in parentheses are to gorilla instead of raw TCP.
 //!
 //! For each cell (payload 16 B, 1 KiB, 16 KiB, 1 MiB x connections 1, 100, 1000 x in flight 1,
 //! 16) every server runs pinned to core 0 and `ferrosocket bench` to core 1; servers are
@@ -20,8 +31,10 @@
 //! Recorded per run: msgs/s and the server's CPU time (utime+stime from /proc/PID/stat, sampled
 //! by the bench tool at the start and end of the measured interval) per message. Writes a
 //! markdown table of medians (ratios to raw TCP: median of a server over median of raw) to
-//! bench/results/peers-DATE.md, the raw JSON lines next to it, and prints it. --quick: 5 cells,
-//! 2 repetitions of 2 s (a smoke run). Loopback only; every run is bounded by a timeout.
+//! `bench/results/peers-DATE[-compress][-quick].md`, the raw JSON lines next to it, and prints it.
+//! --quick: 5 cells, 2 repetitions of 2 s (a smoke run). Loopback only; every run is bounded by
+//! a timeout. The bench tool counts every echoed frame and checks its length (a wrong echo is
+//! an error of that run).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,13 +64,21 @@ pub(crate) struct Args {
     /// A smoke run: 5 cells, 2 repetitions of 2 s.
     #[arg(long)]
     quick: bool,
-    /// The servers, space-separated: raw ferrosocket ferrosocket-before fastwebsockets tokio-tungstenite.
-    #[arg(long, default_value = "raw ferrosocket fastwebsockets tokio-tungstenite")]
+    /// Compressed echo (permessage-deflate) on every server that has it; the others are left
+    /// out, and ratios are to gorilla instead of raw TCP.
+    #[arg(long)]
+    compress: bool,
+    /// The servers, space-separated: raw ferrosocket ferrosocket-before fastwebsockets sockudo
+    /// sockudo-batched tokio-tungstenite gorilla.
+    #[arg(
+        long,
+        default_value = "raw ferrosocket fastwebsockets sockudo sockudo-batched tokio-tungstenite gorilla"
+    )]
     servers: String,
     /// Skip cells with more than this many MiB in flight.
     #[arg(long, default_value_t = 256)]
     cap_mib: u64,
-    /// Markdown output (default bench/results/peers-DATE[-quick].md; the .jsonl goes beside it).
+    /// Markdown output (default `bench/results/peers-DATE[-compress][-quick].md`; the .jsonl goes beside it).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -65,13 +86,54 @@ pub(crate) struct Args {
 /// A cell of the grid: payload bytes, connections, messages in flight per connection.
 type Cell = (u64, u64, u64);
 
-const SERVERS: [&str; 5] = [
+const SERVERS: [&str; 8] = [
     "raw",
     "ferrosocket",
     "ferrosocket-before",
     "fastwebsockets",
+    "sockudo",
+    "sockudo-batched",
     "tokio-tungstenite",
+    "gorilla",
 ];
+
+/// Whether `server` can echo compressed (permessage-deflate) messages.
+fn compresses(server: &str) -> bool {
+    matches!(
+        server,
+        "ferrosocket" | "ferrosocket-before" | "sockudo" | "sockudo-batched" | "gorilla"
+    )
+}
+
+/// The servers to run (in order) and a note for each one left out: under `compress`, those
+/// without permessage-deflate; gorilla when it could not be built (`gorilla_built`).
+fn select(servers: &[String], compress: bool, gorilla_built: bool) -> (Vec<String>, Vec<String>) {
+    let mut run = Vec::new();
+    let mut no_deflate = Vec::new();
+    let mut notes = Vec::new();
+    for s in servers {
+        if compress && !compresses(s) {
+            no_deflate.push(s.as_str());
+        } else if s == "gorilla" && !gorilla_built {
+            notes.push(format!(
+                "gorilla left out: `go` or gorilla/websocket is missing ({}).",
+                benchkit::GORILLA_INSTALL
+            ));
+        } else if !run.contains(s) {
+            run.push(s.clone());
+        }
+    }
+    if !no_deflate.is_empty() {
+        notes.insert(
+            0,
+            format!(
+                "Left out of the compressed echo (no permessage-deflate): {}.",
+                no_deflate.join(", ")
+            ),
+        );
+    }
+    (run, notes)
+}
 
 /// Runs the grid and writes the tables.
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -80,20 +142,24 @@ pub(crate) fn run(args: Args) -> Result<()> {
     } else {
         (args.reps.unwrap_or(3), args.duration.unwrap_or(5.0), args.warmup)
     };
-    let servers: Vec<String> = args.servers.split_whitespace().map(str::to_owned).collect();
-    if let Some(bad) = servers.iter().find(|s| !SERVERS.contains(&s.as_str())) {
+    let asked: Vec<String> = args.servers.split_whitespace().map(str::to_owned).collect();
+    if let Some(bad) = asked.iter().find(|s| !SERVERS.contains(&s.as_str())) {
         bail!("unknown server {bad} (known: {})", SERVERS.join(" "));
     }
     let before = std::env::var_os("FERROSOCKET_BEFORE")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    if servers.iter().any(|s| s == "ferrosocket-before") && before.is_none() {
+    if asked.iter().any(|s| s == "ferrosocket-before") && before.is_none() {
         bail!("set FERROSOCKET_BEFORE to a ferrosocket binary");
     }
     let cells = cells(args.quick, std::env::var("BENCH_CELLS").ok().as_deref())?;
     let out = benchkit::at_root(&args.out.unwrap_or_else(|| {
-        let suffix = if args.quick { "-quick" } else { "" };
-        PathBuf::from(format!("bench/results/peers-{}{suffix}.md", benchkit::today()))
+        let compress = if args.compress { "-compress" } else { "" };
+        let quick = if args.quick { "-quick" } else { "" };
+        PathBuf::from(format!(
+            "bench/results/peers-{}{compress}{quick}.md",
+            benchkit::today()
+        ))
     }));
     let jsonl = out.with_extension("jsonl");
     if let Some(dir) = out.parent() {
@@ -105,6 +171,24 @@ pub(crate) fn run(args: Args) -> Result<()> {
     eprintln!("building (release): ferrosocket-cli and bench/peers");
     let fs_bin = proc::ferrosocket_release()?;
     let peers = benchkit::build_peers()?;
+    let gorilla = if asked.iter().any(|s| s == "gorilla") {
+        benchkit::build_gorilla()
+    } else {
+        None
+    };
+    let (servers, notes) = select(&asked, args.compress, gorilla.is_some());
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    if servers.is_empty() {
+        bail!("no server left to run");
+    }
+    let bins = Bins {
+        ferrosocket: &fs_bin,
+        before: before.as_deref(),
+        peers: &peers,
+        gorilla: gorilla.as_deref(),
+    };
     let logs = std::env::temp_dir().join(format!("ferrosocket-bench-peers.{}", std::process::id()));
 
     let mut lines = String::new();
@@ -131,7 +215,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             for name in &servers {
                 let port = proc::free_port()?;
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                let mut server = start_server(name, addr, &fs_bin, before.as_deref(), &peers, &logs)?;
+                let mut server = start_server(name, addr, &bins, args.compress, &logs)?;
                 proc::wait_port(addr, &mut server, Duration::from_secs(5))
                     .with_context(|| format!("server {name} did not start on {addr}"))?;
                 let mut cmd = Command::new("taskset");
@@ -140,6 +224,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     .args(["bench", &format!("ws://{addr}/ws")]);
                 if name == "raw" {
                     cmd.arg("--raw-echo");
+                }
+                if args.compress {
+                    cmd.arg("--compress");
                 }
                 cmd.args(["--connections", &conns.to_string(), "--size", &size.to_string()])
                     .args(["--in-flight", &k.to_string(), "--duration", &duration.to_string()])
@@ -178,6 +265,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let _ = fs::remove_dir_all(&logs);
 
     let table = Table {
+        compress: args.compress,
+        notes: &notes,
         reps,
         duration,
         warmup,
@@ -231,40 +320,76 @@ fn cells(quick: bool, env: Option<&str>) -> Result<Vec<Cell>> {
     Ok(all)
 }
 
-/// Starts server `name` on `addr`, pinned to core 0.
+/// Where the servers' binaries are.
+struct Bins<'a> {
+    ferrosocket: &'a Path,
+    /// `$FERROSOCKET_BEFORE`.
+    before: Option<&'a Path>,
+    /// bench/peers/target/release.
+    peers: &'a Path,
+    /// bench/peers/target/go/gorilla-echo, if it was built.
+    gorilla: Option<&'a Path>,
+}
+
+/// Starts server `name` on `addr`, pinned to core 0, compressing if `compress`.
 fn start_server(
     name: &str,
     addr: SocketAddr,
-    fs_bin: &Path,
-    before: Option<&Path>,
-    peers: &Path,
+    bins: &Bins<'_>,
+    compress: bool,
     logs: &Path,
 ) -> Result<proc::Child> {
-    let listen = addr.to_string();
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", "0"]);
+    server_command(&mut cmd, name, bins, compress)?;
+    cmd.args(["--listen", &addr.to_string()]);
+    proc::spawn(&mut cmd, &logs.join(format!("{name}.log")))
+}
+
+/// Adds server `name`'s program and options (all but `--listen`) to `cmd`.
+fn server_command(cmd: &mut Command, name: &str, bins: &Bins<'_>, compress: bool) -> Result<()> {
+    let echo = |cmd: &mut Command, bin: &Path| {
+        cmd.arg(bin).args(["echo", "--threads", "1", "--quiet"]);
+        // `ferrosocket echo` compresses unless told not to.
+        if !compress {
+            cmd.arg("--no-compression");
+        }
+    };
     match name {
-        "raw" => cmd.arg(peers.join("raw-tcp-echo")),
-        "ferrosocket" => cmd
-            .arg(fs_bin)
-            .args(["echo", "--threads", "1", "--quiet", "--no-compression"]),
+        "raw" => drop(cmd.arg(bins.peers.join("raw-tcp-echo"))),
+        "ferrosocket" => echo(cmd, bins.ferrosocket),
         // Another build of ferrosocket (e.g. main before a change), from $FERROSOCKET_BEFORE.
-        "ferrosocket-before" => match before {
-            Some(bin) => cmd
-                .arg(bin)
-                .args(["echo", "--threads", "1", "--quiet", "--no-compression"]),
+        "ferrosocket-before" => match bins.before {
+            Some(bin) => echo(cmd, bin),
             None => bail!("set FERROSOCKET_BEFORE to a ferrosocket binary"),
         },
-        "fastwebsockets" => cmd.arg(peers.join("fastwebsockets-echo")),
-        "tokio-tungstenite" => cmd.arg(peers.join("tokio-tungstenite-echo")),
+        "fastwebsockets" => drop(cmd.arg(bins.peers.join("fastwebsockets-echo"))),
+        "sockudo" => drop(cmd.arg(bins.peers.join("sockudo-echo"))),
+        "sockudo-batched" => drop(cmd.arg(bins.peers.join("sockudo-batched-echo"))),
+        "tokio-tungstenite" => drop(cmd.arg(bins.peers.join("tokio-tungstenite-echo"))),
+        "gorilla" => match bins.gorilla {
+            // One OS thread running Go code, as every other server has one thread.
+            Some(bin) => drop(cmd.arg(bin).env("GOMAXPROCS", "1")),
+            None => bail!("gorilla-echo was not built ({})", benchkit::GORILLA_INSTALL),
+        },
         other => bail!("unknown server {other}"),
-    };
-    cmd.args(["--listen", &listen]);
-    proc::spawn(&mut cmd, &logs.join(format!("{name}.log")))
+    }
+    if compress && name != "ferrosocket" && name != "ferrosocket-before" {
+        if !compresses(name) {
+            bail!("{name} has no permessage-deflate");
+        }
+        // Go's flag package takes --compress as well as -compress.
+        cmd.arg("--compress");
+    }
+    Ok(())
 }
 
 /// The results as markdown tables.
 struct Table<'a> {
+    /// A compressed-echo grid: ratios are to gorilla, not raw TCP.
+    compress: bool,
+    /// Lines to print under the tables (servers left out and why).
+    notes: &'a [String],
     reps: u32,
     duration: f64,
     warmup: f64,
@@ -272,6 +397,19 @@ struct Table<'a> {
     servers: &'a [String],
     results: &'a [(Cell, String, Value)],
     skipped: &'a [Cell],
+}
+
+/// A server's name in the tables.
+fn name(server: &str) -> String {
+    match server {
+        "raw" => "raw TCP".to_owned(),
+        "fastwebsockets" => "fastwebsockets 0.10".to_owned(),
+        "sockudo" => "sockudo-ws 3.1".to_owned(),
+        "sockudo-batched" => "sockudo-ws 3.1 batched".to_owned(),
+        "tokio-tungstenite" => "tokio-tungstenite 0.30".to_owned(),
+        "gorilla" => "gorilla/websocket 1.5".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 fn size_label(b: u64) -> String {
@@ -351,34 +489,48 @@ impl Table<'_> {
                 .or_default()
                 .push(r);
         }
-        let name = |s: &str| match s {
-            "raw" => "raw TCP".to_owned(),
-            "fastwebsockets" => "fastwebsockets 0.10".to_owned(),
-            "tokio-tungstenite" => "tokio-tungstenite 0.30".to_owned(),
-            other => other.to_owned(),
-        };
+        // The ratios' denominator: the raw TCP ceiling, or gorilla for the compressed echo
+        // (raw TCP does not compress; the issue's target there is a multiple of gorilla's).
+        let base = if self.compress { "gorilla" } else { "raw" };
         let (model, cpus, release, load) = machine();
         let mut lines: Vec<String> = Vec::new();
+        let what = if self.compress {
+            "compressed echo (permessage-deflate) throughput"
+        } else {
+            "echo throughput"
+        };
         lines.push(format!(
-            "# ferrosocket vs peers: echo throughput ({})\n",
+            "# ferrosocket vs peers: {what} ({})\n",
             benchkit::today()
         ));
         lines.push(format!(
             "Machine: {model}, {cpus} cores, Linux {release}; load average at the end {load:.1}. \
              Each server single-threaded, pinned to core 0; `ferrosocket bench` (current_thread) on core 1. \
              Medians of {} runs per server, interleaved; {} s measured after {} s warm-up; fresh server per run. \
-             Cells with more than {} MiB in flight skipped. Runs with errors are left out of the medians (shown as n/a or marked).\n",
-            self.reps, self.duration, self.warmup, self.cap_mib
+             Cells with more than {} MiB in flight skipped. Runs with errors are left out of the medians (shown as n/a or marked).{}\n",
+            self.reps,
+            self.duration,
+            self.warmup,
+            self.cap_mib,
+            if self.compress {
+                " Compressed: `ferrosocket bench --compress` offers permessage-deflate with client_no_context_takeover; \
+                 ferrosocket and sockudo-ws compress with context takeover, gorilla without (all it supports)."
+            } else {
+                ""
+            }
         ));
         let mut hdr: Vec<String> = ["payload", "conns", "in flight"].map(String::from).to_vec();
         hdr.extend(servers.iter().map(|s| name(s)));
         if has_fs {
             hdr.extend([
-                "ferrosocket / raw".to_owned(),
+                format!("ferrosocket / {}", name(base)),
                 "ferrosocket / best peer".to_owned(),
             ]);
         }
-        lines.push("## Throughput, msgs/s (median; ratio vs raw TCP in parentheses)\n".into());
+        lines.push(format!(
+            "## Throughput, msgs/s (median; ratio vs {} in parentheses)\n",
+            name(base)
+        ));
         lines.push(format!("| {} |", hdr.join(" | ")));
         lines.push(format!("|{}", "---|".repeat(hdr.len())));
         let mut cpu_rows = Vec::new();
@@ -390,12 +542,12 @@ impl Table<'_> {
                 .map(|s| (s.as_str(), median(runs_of(s), "msgs_per_sec")))
                 .collect();
             let rate = |s: &str| rates.get(s).copied().flatten().filter(|v| *v != 0.0);
-            let raw = rate("raw");
+            let raw = rate(base);
             let mut row = vec![size_label(size), conns.to_string(), k.to_string()];
             for s in servers {
                 let v = rates.get(s.as_str()).copied().flatten();
                 let mut cell = fmt_rate(v);
-                if let (Some(raw), Some(v), false) = (raw, rate(s), s == "raw") {
+                if let (Some(raw), Some(v), false) = (raw, rate(s), s == base) {
                     let _ = write!(cell, " ({:.2})", v / raw);
                 }
                 let errs = runs_of(s).iter().filter(|r| errors(r) != 0).count();
@@ -465,6 +617,10 @@ impl Table<'_> {
             lines.push(String::new());
             lines.push(format!("Runs with errors: {}", errs.join("; ")));
         }
+        for note in self.notes {
+            lines.push(String::new());
+            lines.push(note.clone());
+        }
         lines.join("\n") + "\n"
     }
 }
@@ -482,6 +638,63 @@ mod tests {
         assert!(cells(false, Some("16:10")).is_err());
         assert_eq!(cells(false, None).unwrap().len(), 24);
         assert_eq!(cells(true, Some("16:10:1")).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn compressed_grid_leaves_out_servers_without_deflate() {
+        let asked: Vec<String> =
+            "raw ferrosocket fastwebsockets sockudo sockudo-batched tokio-tungstenite gorilla"
+                .split(' ')
+                .map(String::from)
+                .collect();
+        let (run, notes) = select(&asked, true, true);
+        assert_eq!(run, ["ferrosocket", "sockudo", "sockudo-batched", "gorilla"]);
+        assert_eq!(
+            notes,
+            [
+                "Left out of the compressed echo (no permessage-deflate): raw, fastwebsockets, tokio-tungstenite."
+            ]
+        );
+        let (run, notes) = select(&asked, false, false);
+        assert_eq!(run.len(), 6);
+        assert!(!run.contains(&"gorilla".to_owned()));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("gorilla left out"), "{notes:?}");
+        assert_eq!(select(&asked, false, true).0, asked);
+    }
+
+    #[test]
+    fn each_server_gets_its_compression_flag() {
+        let bins = Bins {
+            ferrosocket: Path::new("/fs"),
+            before: None,
+            peers: Path::new("/p"),
+            gorilla: Some(Path::new("/g")),
+        };
+        let argv = |name: &str, compress: bool| {
+            let mut cmd = Command::new("taskset");
+            server_command(&mut cmd, name, &bins, compress).map(|()| {
+                cmd.get_args()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        };
+        assert_eq!(
+            argv("ferrosocket", false).unwrap(),
+            "/fs echo --threads 1 --quiet --no-compression"
+        );
+        assert_eq!(argv("ferrosocket", true).unwrap(), "/fs echo --threads 1 --quiet");
+        assert_eq!(
+            argv("sockudo-batched", true).unwrap(),
+            "/p/sockudo-batched-echo --compress"
+        );
+        assert_eq!(argv("gorilla", true).unwrap(), "/g --compress");
+        assert_eq!(argv("gorilla", false).unwrap(), "/g");
+        assert_eq!(argv("raw", false).unwrap(), "/p/raw-tcp-echo");
+        assert!(argv("raw", true).is_err());
+        assert!(argv("fastwebsockets", true).is_err());
+        assert!(argv("ferrosocket-before", false).is_err());
     }
 
     #[test]

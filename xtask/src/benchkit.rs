@@ -1,9 +1,10 @@
 //! What the benchmark tasks share: running `ferrosocket bench` and reading its JSON report,
-//! building the peer servers of `bench/peers`, raising the descriptor limit, and today's date.
+//! building the peer servers of `bench/peers` (the Rust ones with cargo, the gorilla/websocket
+//! one with `go` when it is installed), raising the descriptor limit, and today's date.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -69,6 +70,55 @@ pub fn build_peers() -> Result<PathBuf> {
             .arg(&manifest),
     )?;
     Ok(root.join("bench/peers/target/release"))
+}
+
+/// How to get what [`build_gorilla`] needs, on Debian or Ubuntu.
+pub const GORILLA_INSTALL: &str = "apt-get install -y golang-go golang-github-gorilla-websocket-dev";
+
+/// Builds `bench/peers/go/gorilla-echo` into `bench/peers/target/go/gorilla-echo` and returns
+/// its path, or `None` (having said why and how to install what is missing) when `go` or the
+/// gorilla/websocket package is not there, so that a grid can go on without it.
+///
+/// No Go module proxy is used: the build runs in GOPATH mode (`GO111MODULE=off`) against
+/// Debian's packaged sources in `/usr/share/gocode`, after any `$GOPATH` of the caller's.
+pub fn build_gorilla() -> Option<PathBuf> {
+    let go_version = Command::new("go")
+        .arg("version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !go_version.is_ok_and(|s| s.success()) {
+        eprintln!("gorilla: skipped: `go` is not installed (to include it: {GORILLA_INSTALL})");
+        return None;
+    }
+    let root = proc::root();
+    let out = root.join("bench/peers/target/go/gorilla-echo");
+    let gopath = match std::env::var("GOPATH") {
+        Ok(p) if !p.is_empty() => format!("{p}:/usr/share/gocode"),
+        _ => "/usr/share/gocode".to_owned(),
+    };
+    let mut cmd = Command::new("go");
+    cmd.current_dir(&root)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", gopath)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg("./bench/peers/go/gorilla-echo");
+    match proc::run_timeout(&mut cmd, Duration::from_secs(600)) {
+        Ok(()) if out.is_file() => Some(out),
+        Ok(()) => {
+            eprintln!("gorilla: skipped: go build wrote no {}", out.display());
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "gorilla: skipped: building bench/peers/go/gorilla-echo failed ({e:#}); \
+                 is gorilla/websocket installed? ({GORILLA_INSTALL})"
+            );
+            None
+        }
+    }
 }
 
 /// Raises this process's soft limit on open descriptors to `want` (or the hard limit, if lower);
