@@ -136,6 +136,9 @@ fn stages(s: &mut Stages) -> Result<()> {
         }
         proc::run(cargo().args(["test", "--workspace"]))
     })?;
+    // Instruction counts per echoed message (callgrind: the same figure on a busy machine),
+    // each scenario against bench/icount-baseline.json; more than 5 % above fails.
+    s.stage("icount", || proc::run(xtask()?.arg("icount")))?;
     // The publishable crates as crates.io would receive them: each packaged and built from its
     // own tarball (workspace path dependencies resolved to the packages made in the same run).
     // Every member but xtask (`publish = false`, which `cargo package` would still pack), so a

@@ -1,5 +1,5 @@
 //! `cargo xtask SUBCOMMAND`: ferrosocket's CI stages and test drivers (Autobahn, interop with
-//! Python and Node peers, the browser, fuzzing, load smoke tests, soak), in Rust instead of
+//! Python and Node peers, the browser, fuzzing, load smoke tests, soak, instruction counts), in Rust instead of
 //! bash. Each subcommand lives in its own module with its own `Args`; `proc` holds the process
 //! handling they share.
 
@@ -11,6 +11,7 @@ mod benchkit;
 mod browser;
 mod ci;
 mod fuzz;
+mod icount;
 mod interop;
 mod proc;
 mod procfs;
@@ -44,6 +45,9 @@ enum Task {
     BenchPeers(bench_peers::Args),
     /// Memory per idle connection.
     BenchMemory(bench_memory::Args),
+    /// Instruction counts per echoed message under callgrind, checked against
+    /// bench/icount-baseline.json (more than 5 % above fails); `--update` rewrites it.
+    Icount(icount::Args),
     /// Every CI stage in order, with durations and a summary table (what `.ci/run` runs).
     Ci(ci::Args),
 }
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Task::Soak(args) => soak::run(args),
         Task::BenchPeers(args) => bench_peers::run(args),
         Task::BenchMemory(args) => bench_memory::run(args),
+        Task::Icount(args) => icount::run(args),
         Task::Ci(args) => ci::run(args),
     };
     match result {
