@@ -141,11 +141,19 @@ fn stages(s: &mut Stages) -> Result<()> {
     s.stage("icount", || proc::run(xtask()?.arg("icount")))?;
     // The publishable crates as crates.io would receive them: each packaged and built from its
     // own tarball (workspace path dependencies resolved to the packages made in the same run).
-    // Every member but xtask (`publish = false`, which `cargo package` would still pack), so a
-    // new crate is included without touching this list. `--allow-dirty` because the stage
+    // Every member but xtask and the icount driver (`publish = false`, which `cargo package`
+    // would still pack), so a new crate is included without touching this list. `--allow-dirty` because the stage
     // checks what goes into the packages, not whether the checkout has uncommitted changes.
     s.stage("package", || {
-        proc::run(cargo().args(["package", "--workspace", "--exclude", "xtask", "--allow-dirty"]))
+        proc::run(cargo().args([
+            "package",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "ferrosocket-icount",
+            "--allow-dirty",
+        ]))
     })?;
     s.stage("build-release", || {
         proc::ferrosocket_release()?;

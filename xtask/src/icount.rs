@@ -1,6 +1,6 @@
 //! `cargo xtask icount`: the instruction-count regression guard (issue 13, item 6).
 //!
-//! Builds the echo driver (`crates/ferrosocket/benches/icount.rs`) in release with debug
+//! Builds the echo driver (`bench/icount`, crate `ferrosocket-icount`) in release with debug
 //! info, runs every scenario under `valgrind --tool=callgrind` for N and for 2N messages and
 //! takes instructions per message = (I(2N) - I(N)) / N, so setup and warm-up cancel. Callgrind
 //! counts instructions, not time: the figures do not move when other processes share the
@@ -197,7 +197,11 @@ fn valgrind_version() -> Result<String> {
 fn build_driver(no_build: bool) -> Result<PathBuf> {
     let root = proc::root();
     if no_build {
-        return newest_driver(&root.join("target/release/deps"));
+        let driver = root.join("target/release/icount");
+        if !driver.exists() {
+            bail!("no icount driver at {}: run without --no-build", driver.display());
+        }
+        return Ok(driver);
     }
     let out = Command::new(proc::cargo())
         .current_dir(&root)
@@ -205,8 +209,8 @@ fn build_driver(no_build: bool) -> Result<PathBuf> {
             "build",
             "--release",
             "-p",
-            "ferrosocket",
-            "--bench",
+            "ferrosocket-icount",
+            "--bin",
             "icount",
             "--message-format=json-render-diagnostics",
         ])
@@ -229,24 +233,6 @@ fn build_driver(no_build: bool) -> Result<PathBuf> {
         }
     }
     bail!("cargo built no icount executable")
-}
-
-/// The most recently built `icount-*` executable in `deps` (for `--no-build`).
-fn newest_driver(deps: &Path) -> Result<PathBuf> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(deps).with_context(|| format!("reading {}", deps.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("icount-") || name.contains('.') {
-            continue;
-        }
-        let modified = entry.metadata()?.modified()?;
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, entry.path()));
-        }
-    }
-    best.map(|(_, p)| p)
-        .ok_or_else(|| anyhow!("no icount driver in {}: run without --no-build", deps.display()))
 }
 
 fn list_scenarios(driver: &Path) -> Result<Vec<String>> {

@@ -610,7 +610,7 @@ fn one(name: &str, n: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every scenario natively (`cargo bench -p ferrosocket --bench icount`): checks they run and
+/// Every scenario natively (`cargo run --release -p ferrosocket-icount`): checks they run and
 /// shows their allocations per message (wall time here is only a sanity figure).
 fn smoke() -> Result<(), String> {
     const N: usize = 4_000;
