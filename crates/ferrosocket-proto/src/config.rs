@@ -12,7 +12,7 @@ use std::time::Duration;
 /// let config = Config::default().max_message_size(Some(1 << 20)).auto_pong(false);
 /// assert_eq!(config.max_message_size, Some(1 << 20));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// The largest message, in bytes, after reassembly (and after inflation, when compressed).

@@ -14,6 +14,7 @@ use crate::{
 };
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[path = "commands.rs"]
@@ -175,7 +176,9 @@ const MIN_GROWTH: usize = 256 << 10;
 /// ```
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared by every connection made with the same settings (a setter copies it on its
+    /// first change): 160 bytes less per connection.
+    config: Arc<Config>,
     deflate_negotiated: bool,
     /// Boxed: zlib's stream handles make the codec ~300 bytes, which idle connections
     /// without compression should not carry.
@@ -217,6 +220,24 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// A connection in the open state, right after the handshake.
     pub fn new(role: Role, config: Config) -> Self {
+        Self::with_shared_config(role, Arc::new(config))
+    }
+
+    /// [`new`](Self::new) with a configuration shared by many connections: each holds a
+    /// pointer to it instead of its own copy, and a setter (`set_keepalive`, ...) that changes
+    /// a value copies it for that connection first.
+    ///
+    /// ```
+    /// use ferrosocket_proto::{Config, Connection, Role};
+    /// use std::sync::Arc;
+    /// let config = Arc::new(Config::default().max_message_size(Some(1 << 20)));
+    /// let mut a = Connection::with_shared_config(Role::Server, config.clone());
+    /// let b = Connection::with_shared_config(Role::Server, config);
+    /// a.set_max_message_size(Some(4096));
+    /// assert_eq!(a.config().max_message_size, Some(4096));
+    /// assert_eq!(b.config().max_message_size, Some(1 << 20));
+    /// ```
+    pub fn with_shared_config(role: Role, config: Arc<Config>) -> Self {
         Self {
             role,
             config,
@@ -314,17 +335,23 @@ impl Connection {
 
     /// Changes the largest message accepted from now on.
     pub fn set_max_message_size(&mut self, bytes: Option<usize>) {
-        self.config.max_message_size = bytes;
+        if self.config.max_message_size != bytes {
+            Arc::make_mut(&mut self.config).max_message_size = bytes;
+        }
     }
 
     /// Turns automatic pongs on or off (see [`Config::auto_pong`]).
     pub fn set_auto_pong(&mut self, on: bool) {
-        self.config.auto_pong = on;
+        if self.config.auto_pong != on {
+            Arc::make_mut(&mut self.config).auto_pong = on;
+        }
     }
 
     /// Turns the automatic close reply on or off (see [`Config::auto_close_reply`]).
     pub fn set_auto_close_reply(&mut self, on: bool) {
-        self.config.auto_close_reply = on;
+        if self.config.auto_close_reply != on {
+            Arc::make_mut(&mut self.config).auto_close_reply = on;
+        }
     }
 
     /// Where the close handshake stands.

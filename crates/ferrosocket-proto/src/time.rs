@@ -102,24 +102,32 @@ impl Connection {
 
     /// Changes the keepalive settings from now on (see [`Config::keepalive`]).
     pub fn set_keepalive(&mut self, keepalive: Option<crate::Keepalive>) {
-        self.config.keepalive = keepalive;
+        if self.config.keepalive != keepalive {
+            Arc::make_mut(&mut self.config).keepalive = keepalive;
+        }
         self.clocks.ping_sent = None;
     }
 
     /// Changes the idle timeout from now on (see [`Config::idle_timeout`]).
     pub fn set_idle_timeout(&mut self, after: Option<std::time::Duration>) {
-        self.config.idle_timeout = after;
+        if self.config.idle_timeout != after {
+            Arc::make_mut(&mut self.config).idle_timeout = after;
+        }
         self.clocks.message_activity = true;
     }
 
     /// Changes the slow-peer policy (see [`Config::slow_peer`]).
     pub fn set_slow_peer_policy(&mut self, policy: crate::SlowPeerPolicy) {
-        self.config.slow_peer = policy;
+        if self.config.slow_peer != policy {
+            Arc::make_mut(&mut self.config).slow_peer = policy;
+        }
     }
 
     /// Changes the close-handshake timeout (see [`Config::close_timeout`]).
     pub fn set_close_timeout(&mut self, timeout: Option<std::time::Duration>) {
-        self.config.close_timeout = timeout;
+        if self.config.close_timeout != timeout {
+            Arc::make_mut(&mut self.config).close_timeout = timeout;
+        }
     }
 
     pub(super) fn timer_facts(&self) -> Facts {

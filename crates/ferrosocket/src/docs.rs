@@ -7,8 +7,11 @@
 //!
 //! - **Read buffer.** Before each read, room is made for
 //!   [`read_buffer_size`](crate::ConnOptions::read_buffer_size) bytes (64 KiB), so one system
-//!   call takes in a whole burst of frames. When a read would block, an empty read buffer is
-//!   freed: ten thousand idle connections hold no read buffers. A frame larger than the
+//!   call takes in a whole burst of frames. The buffer is lent by the thread: when a read
+//!   would block, the connection gives it back (copying out a partial frame's tail of up to
+//!   4 KiB first), and the next connection on that thread to read borrows it. Ten thousand
+//!   idle connections hold no read buffers, and a busy one allocates nothing per message.
+//!   A frame larger than the
 //!   buffer grows it, by at most 256 KiB (or what is already buffered) per read, so a length a
 //!   peer merely declares never allocates much; limits are checked on the frame header
 //!   before any payload is buffered.
@@ -22,11 +25,13 @@
 //!   the queue passes [`write_buffer_size`](crate::ConnOptions::write_buffer_size) (64 KiB),
 //!   or when [`Conn::recv`](crate::Conn::recv) is about to wait for input. Small frames are
 //!   gathered in one buffer; a large payload is written from where it is (vectored write, no
-//!   copy). [`Conn::send`](crate::Conn::send) is `feed` followed by `flush`.
+//!   copy). [`Conn::send`](crate::Conn::send) is `feed` followed by `flush`. The write
+//!   buffer is lent by the thread like the read buffer, and given back once everything is
+//!   written and the connection waits for input.
 //! - **Shared write buffers.** With [`write_buffer_pool`](crate::ConnOptions::write_buffer_pool)
 //!   (a [`WriteBufferPool`](crate::WriteBufferPool) or your own [`BufferPool`](crate::BufferPool)),
-//!   a connection borrows a buffer only while it has something to write and gives it back
-//!   once everything is written. It pays off with many mostly idle connections.
+//!   write buffers come from that pool instead of the thread (shared across threads, behind
+//!   a lock): for buffers of your own making or sizing.
 //! - **A peer that does not read.** When more than
 //!   [`max_write_buffer_size`](crate::ConnOptions::max_write_buffer_size) (4 MiB) is queued,
 //!   the connection stops reading from that peer until the queue drains, and writers wait;

@@ -96,3 +96,12 @@ async fn a_warm_connection_allocates_nothing_per_message() {
         );
     }
 }
+
+/// Every idle connection carries its `Conn` (in its task's future): keep it small. 872 bytes
+/// before issue 13; the configuration is now shared, the handlers and the ending error boxed.
+#[test]
+#[cfg(all(target_pointer_width = "64", not(feature = "metrics")))]
+fn a_conn_stays_small() {
+    let size = std::mem::size_of::<Conn<TcpStream>>();
+    assert!(size <= 656, "Conn<TcpStream> is {size} bytes");
+}

@@ -44,8 +44,9 @@ enum Phase {
     /// Messages flow (the close handshake may have started).
     Open,
     /// The session is over for the application: write out what is owed, close the transport
-    /// (lingering when the peer may still be sending), then report this error.
-    Ending(Error),
+    /// (lingering when the peer may still be sending), then report this error (boxed: every
+    /// connection carries the phase, few ever end with it).
+    Ending(Box<Error>),
     /// Reported; every later call returns [`Error::AlreadyClosed`].
     Finished,
 }
@@ -271,23 +272,23 @@ impl Engine {
                 Ok(Some(control)) => {
                     self.metrics.control(&control);
                     if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
-                        self.phase = Phase::Ending(Error::Closed(closed));
+                        self.phase = Phase::Ending(Box::new(Error::Closed(closed)));
                     } else if self.core.wants_write() {
                         // Answer a ping now, even if the application does not call `recv` again
                         // soon (pings are rare: this costs the echo path nothing). What does not
                         // fit goes with the next write.
                         if let Poll::Ready(Err(e)) = self.poll_write_some(io, write) {
-                            self.phase = Phase::Ending(e);
+                            self.phase = Phase::Ending(Box::new(e));
                         }
                     }
                 }
                 Ok(None) => match self.poll_wait(io, own, write) {
                     Wait::Pending => return Poll::Pending,
                     Wait::Again => {}
-                    Wait::End(e) => self.phase = Phase::Ending(e),
+                    Wait::End(e) => self.phase = Phase::Ending(Box::new(e)),
                     Wait::Report(e) => return Poll::Ready(Err(e)),
                 },
-                Err(e) => self.phase = Phase::Ending(self.read_error(e)),
+                Err(e) => self.phase = Phase::Ending(Box::new(self.read_error(e))),
             }
         }
     }
@@ -438,8 +439,11 @@ impl Engine {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let peer_gone = match &self.phase {
-            Phase::Ending(Error::Closed(c)) => c.code == CloseCode::ABNORMAL_CLOSURE,
-            Phase::Ending(Error::Io(_) | Error::Timeout(TimeoutKind::Close | TimeoutKind::Write)) => true,
+            Phase::Ending(e) => match &**e {
+                Error::Closed(c) => c.code == CloseCode::ABNORMAL_CLOSURE,
+                Error::Io(_) | Error::Timeout(TimeoutKind::Close | TimeoutKind::Write) => true,
+                _ => false,
+            },
             _ => false,
         };
         if !peer_gone {
@@ -455,7 +459,7 @@ impl Engine {
         };
         // Tell a server-wide shutdown that this connection is done.
         self.shutdown = None;
-        Poll::Ready(Err(err))
+        Poll::Ready(Err(*err))
     }
 
     /// The graceful part of ending: write out, then close the transport the way RFC 6455

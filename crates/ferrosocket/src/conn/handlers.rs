@@ -30,9 +30,13 @@ pub(crate) type PongHandler = Box<dyn FnMut(&[u8]) + Send>;
 pub(crate) type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseAction + Send>;
 
 /// The application's ping, pong and close handlers, and how their answers reach the core.
-/// Shared by [`Conn`] and the split [`ReadHalf`](crate::ReadHalf).
+/// Shared by [`Conn`] and the split [`ReadHalf`](crate::ReadHalf). Boxed together: most
+/// connections set none, and every connection carries this.
 #[derive(Default)]
-pub(crate) struct Handlers {
+pub(crate) struct Handlers(Option<Box<Set>>);
+
+#[derive(Default)]
+struct Set {
     ping: Option<PingHandler>,
     pong: Option<PongHandler>,
     close: Option<CloseHandler>,
@@ -41,7 +45,7 @@ pub(crate) struct Handlers {
 impl Handlers {
     pub(crate) fn set_ping(&mut self, core: &mut Connection, handler: PingHandler) {
         core.set_auto_pong(false);
-        self.ping = Some(handler);
+        self.set().ping = Some(handler);
     }
 
     /// Back to the defaults: the core answers pings and echoes the peer's close code.
@@ -52,20 +56,30 @@ impl Handlers {
     }
 
     pub(crate) fn set_pong(&mut self, handler: PongHandler) {
-        self.pong = Some(handler);
+        self.set().pong = Some(handler);
     }
 
     pub(crate) fn set_close(&mut self, core: &mut Connection, handler: CloseHandler) {
         core.set_auto_close_reply(false);
-        self.close = Some(handler);
+        self.set().close = Some(handler);
+    }
+
+    fn set(&mut self) -> &mut Set {
+        self.0.get_or_insert_default()
     }
 
     /// Runs the handler for a control event (the core answered it already when no handler
     /// is set). Returns the close to report, for [`Event::Close`].
     pub(crate) fn on_control(&mut self, core: &mut Connection, event: Event) -> Option<CloseError> {
+        let Some(set) = self.0.as_deref_mut() else {
+            return match event {
+                Event::Close(frame) => Some(CloseError::from_frame(frame.as_ref())),
+                _ => None,
+            };
+        };
         match event {
             Event::Ping(p) => {
-                if let Some(h) = &mut self.ping
+                if let Some(h) = &mut set.ping
                     && h(&p) == PingAction::Pong
                 {
                     // Fails only when closing, when no pong is owed, or when no mask key could
@@ -75,13 +89,13 @@ impl Handlers {
                 None
             }
             Event::Pong(p) => {
-                if let Some(h) = &mut self.pong {
+                if let Some(h) = &mut set.pong {
                     h(&p);
                 }
                 None
             }
             Event::Close(frame) => {
-                if let Some(h) = &mut self.close {
+                if let Some(h) = &mut set.close {
                     let reply = match h(frame.as_ref()) {
                         CloseAction::Echo => close_reply(frame.as_ref()),
                         CloseAction::Reply(f) => Some(f),

@@ -20,10 +20,10 @@ use std::time::Duration;
 /// |---|---|---|
 /// | [`max_message_size`](Self::max_message_size) | 64 MiB | finite: a peer cannot make us allocate without bound |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 MiB | bounds one frame |
-/// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; freed whenever a read would block, so idle connections hold none |
+/// | [`read_buffer_size`](Self::read_buffer_size) | 64 KiB | a burst of frames per read; lent by the thread and given back whenever a read would block, so idle connections hold none |
 /// | [`write_buffer_size`](Self::write_buffer_size) | 64 KiB | queued bytes that trigger a write during [`Conn::feed`](crate::Conn::feed) |
 /// | [`max_write_buffer_size`](Self::max_write_buffer_size) | 4 MiB | unwritten output beyond which the connection stops reading |
-/// | [`write_buffer_pool`](Self::write_buffer_pool) | none (each connection owns its buffer) | a pool only pays off with many mostly idle connections |
+/// | [`write_buffer_pool`](Self::write_buffer_pool) | none (each thread lends its connections one buffer) | a pool is for buffers of your own making; the thread's spare needs no lock |
 /// | [`close_timeout`](Self::close_timeout) | 10 s | a peer that never answers our close must not hold the connection |
 /// | [`keepalive`](Self::keepalive) | off | the application chooses its liveness policy (the CLI turns it on) |
 /// | [`idle_timeout`](Self::idle_timeout) | off | idle connections are legitimate in many protocols |
@@ -55,6 +55,37 @@ pub struct ConnOptions {
     /// The metric handles its connections share (nothing without feature `metrics`).
     pub(crate) metrics: crate::metrics::Handles,
     pub(crate) shutdown: Option<Shutdown>,
+    /// The core configuration last handed to a connection, shared by the next ones.
+    config_cache: ConfigCache,
+}
+
+/// The protocol core's configuration last handed out, so that every connection made with the
+/// same settings points at one copy instead of holding its own (160 bytes each). Compared
+/// before it is reused, so a builder changed since can never hand out a stale one; a clone of
+/// the options starts with an empty cache.
+#[derive(Default)]
+struct ConfigCache(std::sync::Mutex<Option<Arc<Config>>>);
+
+impl Clone for ConfigCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl ConfigCache {
+    fn share(&self, config: Config) -> Arc<Config> {
+        let Ok(mut cached) = self.0.lock() else {
+            return Arc::new(config);
+        };
+        match &*cached {
+            Some(shared) if **shared == config => shared.clone(),
+            _ => {
+                let shared = Arc::new(config);
+                *cached = Some(shared.clone());
+                shared
+            }
+        }
+    }
 }
 
 impl Default for ConnOptions {
@@ -71,6 +102,7 @@ impl Default for ConnOptions {
             slow_peer: SlowPeerPolicy::default(),
             metrics: crate::metrics::Handles::default(),
             shutdown: None,
+            config_cache: ConfigCache::default(),
         }
     }
 }
@@ -99,8 +131,8 @@ impl ConnOptions {
     }
 
     /// Bytes made room for before each read (see [`Config::read_buffer_size`]). Default
-    /// 64 KiB: a burst of frames per read; the buffer is freed whenever a read would block,
-    /// so idle connections hold none.
+    /// 64 KiB: a burst of frames per read; the buffer is lent by the thread and given back
+    /// whenever a read would block, so idle connections hold none.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config = self.config.read_buffer_size(bytes);
         self
@@ -121,9 +153,9 @@ impl ConnOptions {
         self
     }
 
-    /// Shares write buffers between connections: a connection holds one only while writing.
-    /// Default: none (each connection owns its buffer); a pool pays off with many mostly
-    /// idle connections.
+    /// Takes write buffers from `pool` instead of the thread's spare: a connection holds one
+    /// only while writing either way. Default: none (each thread lends its connections one
+    /// buffer, with no lock); a pool is for buffers of your own making or sizing.
     pub fn write_buffer_pool(mut self, pool: Arc<dyn BufferPool>) -> Self {
         self.pool = Some(pool);
         self
@@ -209,7 +241,14 @@ impl ConnOptions {
     /// permessage-deflate when the handshake agreed on `deflate` (and compression is
     /// configured; the handshake only agrees when it is). Timers are applied by the engine.
     pub(crate) fn new_core(&self, role: Role, deflate: Option<&DeflateParams>) -> Connection {
-        let mut core = Connection::new(role, self.config.clone());
+        // The timers go into the shared configuration too, so that `apply_timers` finds them
+        // set and copies nothing.
+        let mut config = self.config.clone();
+        config.keepalive = self.keepalive.map(|(i, t)| Keepalive::new(i, t));
+        config.idle_timeout = self.idle_timeout;
+        config.close_timeout = Some(self.close_timeout);
+        config.slow_peer = self.slow_peer;
+        let mut core = Connection::with_shared_config(role, self.config_cache.share(config));
         if let (Some(params), Some(cfg)) = (deflate, &self.deflate) {
             core.enable_deflate(params, cfg);
         }
@@ -317,3 +356,38 @@ macro_rules! conn_options_setters {
 }
 
 pub(crate) use conn_options_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_with_the_same_settings_share_one_config() {
+        let options = ConnOptions::new().keepalive(Duration::from_secs(30), Duration::from_secs(10));
+        let a = options.new_core(Role::Server, None);
+        let b = options.new_core(Role::Server, None);
+        assert!(std::ptr::eq(a.config(), b.config()), "one copy for both");
+        assert_eq!(
+            a.config().keepalive,
+            Some(Keepalive::new(Duration::from_secs(30), Duration::from_secs(10)))
+        );
+        // Applying the same timers again copies nothing.
+        let mut c = options.new_core(Role::Server, None);
+        options.apply_timers(&mut c);
+        assert!(std::ptr::eq(a.config(), c.config()));
+        // A connection that changes a setting gets a copy of its own; the others keep theirs.
+        c.set_max_message_size(Some(10));
+        assert!(!std::ptr::eq(a.config(), c.config()));
+        assert_ne!(a.config().max_message_size, Some(10));
+        // Options changed after the first connection hand out the new settings.
+        let changed = options.clone().max_message_size(Some(99));
+        assert_eq!(
+            changed.new_core(Role::Server, None).config().max_message_size,
+            Some(99)
+        );
+        assert!(std::ptr::eq(
+            a.config(),
+            options.new_core(Role::Server, None).config()
+        ));
+    }
+}
