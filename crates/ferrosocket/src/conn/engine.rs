@@ -25,8 +25,6 @@ use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 /// After we sent a close frame that the peer has not answered, at most this many bytes are
 /// read and discarded before the transport is dropped (a lingering close: dropping a socket
 /// with unread input makes the kernel send RST, which can destroy our close frame before the
@@ -127,7 +125,8 @@ pub(crate) struct Engine {
     read_alarm: Alarm,
     /// The writing side's alarm: the write deadline and the slow-peer timer while a flush waits.
     write_alarm: Alarm,
-    shutdown: Option<(ShutdownToken, Option<ShutdownSignal>)>,
+    /// The server-wide switch, and whether its close is still to be sent.
+    shutdown: Option<(ShutdownToken, bool)>,
     /// The upgrader's connection place this connection holds, if it counts connections.
     pub(crate) slot: Option<crate::slot::ConnSlot>,
     phase: Phase,
@@ -143,7 +142,7 @@ pub(crate) struct Engine {
     reader_alarm_at: Option<Instant>,
     /// The read alarm was last polled with the waker in `reader`.
     read_alarm_synced: bool,
-    /// The waker the shutdown signal was last polled with.
+    /// The waker last registered with the shutdown switch.
     shutdown_waker: Option<Waker>,
     /// Counts for the `metrics` feature (zero-sized without it).
     metrics: ConnMetrics,
@@ -177,8 +176,7 @@ impl Engine {
     }
 
     pub(crate) fn set_shutdown(&mut self, token: ShutdownToken) {
-        let signal = token.triggered_owned();
-        self.shutdown = Some((token, Some(signal)));
+        self.shutdown = Some((token, true));
     }
 
     /// Whether the session was reported over.
@@ -312,21 +310,22 @@ impl Engine {
                 Poll::Pending => self.release_idle_buffers(),
             }
         }
-        // The signal's future keeps the waker it was polled with: poll it again only when that
-        // changed or the switch was thrown (an atomic load), not on every wait.
-        if let Some((token, signal)) = &mut self.shutdown
-            && let Some(s) = signal
-            && (token.is_triggered() || !self.shutdown_waker.as_ref().is_some_and(|w| w.will_wake(own)))
-            && {
-                self.shutdown_waker = Some(own.clone());
-                s.as_mut().poll(&mut Context::from_waker(own)).is_ready()
-            }
+        // Register this task with the switch when its waker changed (the switch keeps it),
+        // then check the flag: a trigger between the two is seen here or wakes the task.
+        if let Some((token, pending)) = &mut self.shutdown
+            && *pending
         {
-            *signal = None;
-            let frame = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
-            // Fails only when a close was already sent: the handshake is under way.
-            let _ = self.core.send_close(Some(frame));
-            return Wait::Again;
+            if !self.shutdown_waker.as_ref().is_some_and(|w| w.will_wake(own)) {
+                token.register(own);
+                self.shutdown_waker = Some(own.clone());
+            }
+            if token.is_triggered() {
+                *pending = false;
+                let frame = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
+                // Fails only when a close was already sent: the handshake is under way.
+                let _ = self.core.send_close(Some(frame));
+                return Wait::Again;
+            }
         }
         self.poll_timers(own, self.read_deadline)
     }
