@@ -356,6 +356,13 @@ impl SharedCompression {
     }
 }
 
+/// How much of what we sent a codec keeps (with context takeover) to seed a new compressor
+/// after an idle shed: 4 KiB, so that an idle connection holds the inflater (its state and
+/// the peer's 32 KiB window, 47 KiB in zlib-rs), this, and little else: under 64 KiB in all.
+/// Only the first message after a shed is affected, and matches further back than 4 KiB add
+/// little to messages of a few KiB (JSON repeats its keys within a record or two).
+pub(crate) const HISTORY: usize = 4 << 10;
+
 /// The tail a sync flush leaves, removed from each compressed message (RFC 7692 §7.2.1).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -369,6 +376,12 @@ pub(crate) struct DeflateCodec {
     recv_reset: bool,
     compressor: Option<Compress>,
     decompressor: Option<Decompress>,
+    /// With context takeover on what we send: the last [`HISTORY`] bytes we compressed, the
+    /// dictionary a new compressor starts from after [`shed_idle`](Self::shed_idle) (or,
+    /// with `low_memory`, after every message). Empty without context takeover.
+    history: Vec<u8>,
+    /// A message of ours is half sent (its last fragment not yet compressed).
+    sending: bool,
     /// Tests: make the next `compress` fail, as a zlib fault would.
     #[cfg(test)]
     pub(crate) fail_next_compress: bool,
@@ -408,9 +421,58 @@ impl DeflateCodec {
             recv_reset,
             compressor: None,
             decompressor: None,
+            history: Vec::new(),
+            sending: false,
             #[cfg(test)]
             fail_next_compress: false,
         }
+    }
+
+    /// Frees what an idle connection need not hold: the compressor (about 370 KiB of zlib
+    /// state at 15 window bits), keeping only the last [`HISTORY`] bytes sent as the next
+    /// compressor's dictionary, and the inflater when the peer takes no context over. The
+    /// inflater of a peer that does take context over stays: its 32 KiB window is the peer's
+    /// to refer to. A no-op in the middle of a message. The next message pays for a new
+    /// compressor and its dictionary (about the cost of compressing `HISTORY` bytes).
+    // The shell's idle hook (`Connection::shed_idle_memory`) is the caller to come; until
+    // then `low_memory` sheds after every message and the tests call it directly.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn shed_idle(&mut self) {
+        if !self.sending {
+            self.compressor = None;
+        }
+        if self.recv_reset {
+            // Between messages a reset inflater holds only its allocation: drop it too (a
+            // half-received message would need it, but then the peer is not idle and the
+            // inflater is reset on its last frame only; keep it while `total_in` says so).
+            if self.decompressor.as_ref().is_some_and(|d| d.total_in() == 0) {
+                self.decompressor = None;
+            }
+        }
+    }
+
+    /// Tests: whether a compressor and an inflater are allocated now.
+    #[cfg(test)]
+    pub(crate) fn holds(&self) -> (bool, bool) {
+        (self.compressor.is_some(), self.decompressor.is_some())
+    }
+
+    /// Remembers the tail of what we compressed, for the dictionary after a shed.
+    fn remember(&mut self, input: &[u8]) {
+        let keep = HISTORY.min(1 << self.send_window.max(9));
+        if input.len() >= keep {
+            self.history.clear();
+            self.history.extend_from_slice(&input[input.len() - keep..]);
+            return;
+        }
+        let excess = (self.history.len() + input.len()).saturating_sub(keep);
+        if excess > 0 {
+            self.history.drain(..excess);
+        }
+        if self.history.capacity() == 0 {
+            self.history.reserve_exact(keep);
+        }
+        self.history.extend_from_slice(input);
     }
 
     /// Changes the zlib level of what we send from the next fragment on (clamped to 0-9). The
@@ -453,9 +515,23 @@ impl DeflateCodec {
         } else {
             (self.level, self.send_window)
         };
-        let c = self
-            .compressor
-            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, window));
+        if self.compressor.is_none() {
+            let mut c = Compress::new_with_window_bits(Compression::new(level), false, window);
+            if !self.history.is_empty() && level > 0 {
+                // Context takeover after a shed: the peer still holds everything we sent, so
+                // back-references into our history stay valid.
+                c.set_dictionary(&self.history)
+                    .map_err(|e| ProtocolError::Inflate(format!("deflate failed: {e}")))?;
+            }
+            self.compressor = Some(c);
+        }
+        if !self.send_reset && self.send_window > 8 {
+            self.remember(input);
+        }
+        self.sending = !fin;
+        let Some(c) = self.compressor.as_mut() else {
+            return Err(ProtocolError::Inflate("deflate failed: no compressor".into()));
+        };
         let start_in = c.total_in();
         let start_len = out.len();
         loop {
@@ -485,12 +561,13 @@ impl DeflateCodec {
             } else if out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
             }
-            if self.send_reset {
-                if self.low_memory {
-                    self.compressor = None;
-                } else if let Some(c) = &mut self.compressor {
-                    c.reset();
-                }
+            if self.low_memory {
+                // Without context takeover nothing is kept; with it, the history is.
+                self.compressor = None;
+            } else if self.send_reset
+                && let Some(c) = &mut self.compressor
+            {
+                c.reset();
             }
         }
         Ok(())
