@@ -1875,3 +1875,22 @@ fn shed_idle_frees_the_inflater_only_without_the_peers_context_takeover() {
         assert_eq!(decompress_one(&mut server, &out).unwrap(), msg);
     }
 }
+
+#[test]
+fn history_is_the_tail_of_what_was_sent() {
+    // The ring of the last bytes compressed, in order, for windows that bound it (9 bits:
+    // 512 bytes) and that do not (15 bits: HISTORY).
+    for (bits, keep) in [(15, HISTORY), (9, 512)] {
+        let mut s = DeflateCodec::new(&params(false, false, bits, 15), &DeflateConfig::default(), true);
+        let mut all = Vec::new();
+        for i in 0..200u64 {
+            let msg = random_bytes(i, [1, 7, 300, 511, 512, 513, 4095, 4096, 5000][i as usize % 9]);
+            compress_one(&mut s, &msg);
+            all.extend_from_slice(&msg);
+            if i % 7 == 0 {
+                let tail = &all[all.len().saturating_sub(keep)..];
+                assert_eq!(s.history(), tail, "{bits} bits, message {i}");
+            }
+        }
+    }
+}
