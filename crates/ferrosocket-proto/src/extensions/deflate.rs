@@ -6,13 +6,17 @@
 //! (uncompressed) deflate blocks, which any window decodes. We always inflate with a 15-bit
 //! window: it decodes every stream a smaller window could produce.
 //!
-//! # Memory
-//! A compressor holds about `2^(w+2) + 2^(memLevel+9)` bytes of zlib state (w = window bits,
-//! memLevel 8): 256 KiB at w = 15, 136 KiB at w = 10; an inflater about 40 KiB at w = 15.
-//! With context takeover that state lives as long as the connection. To trade ratio for
-//! memory: negotiate `server_no_context_takeover` (and `client_no_context_takeover`) and set
-//! [`DeflateConfig::low_memory`], which frees the state after every message; or lower the
-//! window bits.
+//! # Memory (zlib-rs, as measured)
+//! A compressor holds `2^(w+2)` bytes of window and chains, a 128 KiB hash table whatever the
+//! settings, and 112 KiB of block buffers (memLevel 8, which flate2 fixes): about 370 KiB at
+//! w = 15. An inflater holds its state and a 32 KiB window whatever the window bits: 47 KiB.
+//! With context takeover the inflater must keep the peer's window as long as the connection
+//! lives: that is the floor. The compressor need not: with [`DeflateConfig::low_memory`] the
+//! codec frees it after every message and keeps the last 4 KiB it sent, the dictionary the
+//! next compressor starts from, so the peer's context stays usable. An idle server
+//! connection with context takeover both ways then
+//! holds about 57-62 KiB in all (inflater 47 KiB, history 4 KiB, its own buffers) instead of
+//! about 440 KiB. Without context takeover from the peer, the inflater goes too.
 
 use super::{ExtensionOffer, parse_extensions};
 use crate::ProtocolError;
@@ -31,8 +35,23 @@ pub(crate) const EXTENSION_NAME: &str = "permessage-deflate";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeflateConfig {
-    /// zlib level, 0 (store) to 9 (best). Default 1: most of the ratio on text at a fraction
-    /// of the CPU of level 6.
+    /// zlib level, 0 (store) to 9 (best). Default 1, chosen by measurement (zlib-rs,
+    /// instructions per server echo of one message with context takeover, and reply bytes
+    /// over payload bytes):
+    ///
+    /// | level | JSON 1 KiB | JSON 16 KiB | random words 1 KiB | random words 16 KiB |
+    /// |---|---|---|---|---|
+    /// | 1 | 42 k, 0.34 | 570 k, 0.33 | 104 k, 0.93 | 1.45 M, 0.92 |
+    /// | 2 | 158 k, 0.27 | 950 k, 0.24 | 253 k, 0.62 | 2.39 M, 0.60 |
+    /// | 3 | 175 k, 0.24 | 1.24 M, 0.22 | 277 k, 0.62 | 2.78 M, 0.60 |
+    /// | 6 | 197 k, 0.23 | 1.63 M, 0.20 | 292 k, 0.62 | 3.10 M, 0.60 |
+    ///
+    /// Level 1 uses fixed Huffman codes: it gains from repeats (JSON keys) but hardly from
+    /// letter frequencies, which level 2 codes dynamically at 1.6-3.7x the instructions.
+    /// Raise it where bandwidth costs more than CPU. A smaller compression window saves
+    /// memory only while a message is being compressed (see the module docs) and costs both
+    /// ratio and instructions at level 1 (w = 11: 52 k, 0.37 and 704 k, 0.36 for JSON), so
+    /// the codec compresses with the window negotiated.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed. Default 64: below that
     /// deflate's overhead usually exceeds what it saves.
@@ -49,8 +68,11 @@ pub struct DeflateConfig {
     /// Largest window the client compresses with (8-15). A server limits the client with it
     /// (when the client allows); a client offers it. Default 15.
     pub client_max_window_bits: u8,
-    /// Free compressor and inflater state after each message whenever context takeover is off
-    /// for that direction (slower, much less memory per idle connection). Default `false`.
+    /// Free the compressor after each message, and the inflater too where the peer takes no
+    /// context over. With context takeover on our side the last 4 KiB sent stay as the next
+    /// compressor's dictionary, so the peer's context is still used. Costs a new compressor
+    /// per message (a 370 KiB allocation, 256 KiB of it zeroed, and the dictionary hashed);
+    /// saves about 370 KiB per connection between messages. Default `false`.
     pub low_memory: bool,
 }
 
@@ -356,6 +378,13 @@ impl SharedCompression {
     }
 }
 
+/// How much of what we sent a codec keeps (with context takeover) to seed a new compressor
+/// after an idle shed: 4 KiB, so that an idle connection holds the inflater (its state and
+/// the peer's 32 KiB window, 47 KiB in zlib-rs), this, and little else: under 64 KiB in all.
+/// Only the first message after a shed is affected, and matches further back than 4 KiB add
+/// little to messages of a few KiB (JSON repeats its keys within a record or two).
+pub(crate) const HISTORY: usize = 4 << 10;
+
 /// The tail a sync flush leaves, removed from each compressed message (RFC 7692 §7.2.1).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -369,6 +398,15 @@ pub(crate) struct DeflateCodec {
     recv_reset: bool,
     compressor: Option<Compress>,
     decompressor: Option<Decompress>,
+    /// With context takeover on what we send: the last [`HISTORY`] bytes we compressed, the
+    /// dictionary a new compressor starts from after [`shed_idle`](Self::shed_idle) (or,
+    /// with `low_memory`, after every message). Empty without context takeover.
+    history: Vec<u8>,
+    /// Where the next byte of `history` goes once it is full (a ring: no shifting per
+    /// message; it is made contiguous only when a compressor is built from it).
+    history_at: usize,
+    /// A message of ours is half sent (its last fragment not yet compressed).
+    sending: bool,
     /// Tests: make the next `compress` fail, as a zlib fault would.
     #[cfg(test)]
     pub(crate) fail_next_compress: bool,
@@ -408,9 +446,81 @@ impl DeflateCodec {
             recv_reset,
             compressor: None,
             decompressor: None,
+            history: Vec::new(),
+            history_at: 0,
+            sending: false,
             #[cfg(test)]
             fail_next_compress: false,
         }
+    }
+
+    /// Frees what an idle connection need not hold: the compressor (about 370 KiB of zlib
+    /// state at 15 window bits), keeping only the last [`HISTORY`] bytes sent as the next
+    /// compressor's dictionary, and the inflater when the peer takes no context over. The
+    /// inflater of a peer that does take context over stays: its 32 KiB window is the peer's
+    /// to refer to. A no-op in the middle of a message. The next message pays for a new
+    /// compressor and its dictionary (about the cost of compressing `HISTORY` bytes).
+    // The shell's idle hook (`Connection::shed_idle_memory`) is the caller to come; until
+    // then `low_memory` sheds after every message and the tests call it directly.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn shed_idle(&mut self) {
+        if !self.sending {
+            self.compressor = None;
+        }
+        if self.recv_reset {
+            // Between messages a reset inflater holds only its allocation: drop it too (a
+            // half-received message would need it, but then the peer is not idle and the
+            // inflater is reset on its last frame only; keep it while `total_in` says so).
+            if self.decompressor.as_ref().is_some_and(|d| d.total_in() == 0) {
+                self.decompressor = None;
+            }
+        }
+    }
+
+    /// Tests: whether a compressor and an inflater are allocated now.
+    #[cfg(test)]
+    pub(crate) fn holds(&self) -> (bool, bool) {
+        (self.compressor.is_some(), self.decompressor.is_some())
+    }
+
+    /// Remembers the tail of what we compressed, for the dictionary after a shed.
+    fn remember(&mut self, input: &[u8]) {
+        let keep = HISTORY.min(1 << self.send_window.max(9));
+        let input = &input[input.len().saturating_sub(keep)..];
+        if self.history.len() < keep {
+            // Filling up: append what fits, then wrap the rest.
+            if self.history.capacity() == 0 {
+                self.history.reserve_exact(keep);
+            }
+            let fits = input.len().min(keep - self.history.len());
+            self.history.extend_from_slice(&input[..fits]);
+            self.history_at = 0;
+            self.wrap_in(&input[fits..]);
+        } else {
+            self.wrap_in(input);
+        }
+    }
+
+    /// Writes `input` (at most the ring's length) into the full ring at `history_at`.
+    fn wrap_in(&mut self, input: &[u8]) {
+        let len = self.history.len();
+        let mut rest = input;
+        while !rest.is_empty() && len > 0 {
+            let at = self.history_at % len;
+            let n = rest.len().min(len - at);
+            self.history[at..at + n].copy_from_slice(&rest[..n]);
+            self.history_at = (at + n) % len;
+            rest = &rest[n..];
+        }
+    }
+
+    /// The history in order, oldest byte first.
+    fn history(&mut self) -> &[u8] {
+        if self.history_at != 0 {
+            self.history.rotate_left(self.history_at);
+            self.history_at = 0;
+        }
+        &self.history
     }
 
     /// Changes the zlib level of what we send from the next fragment on (clamped to 0-9). The
@@ -453,9 +563,23 @@ impl DeflateCodec {
         } else {
             (self.level, self.send_window)
         };
-        let c = self
-            .compressor
-            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, window));
+        if self.compressor.is_none() {
+            let mut c = Compress::new_with_window_bits(Compression::new(level), false, window);
+            if !self.history.is_empty() && level > 0 {
+                // Context takeover after a shed: the peer still holds everything we sent, so
+                // back-references into our history stay valid.
+                c.set_dictionary(self.history())
+                    .map_err(|e| ProtocolError::Inflate(format!("deflate failed: {e}")))?;
+            }
+            self.compressor = Some(c);
+        }
+        if !self.send_reset && self.send_window > 8 {
+            self.remember(input);
+        }
+        self.sending = !fin;
+        let Some(c) = self.compressor.as_mut() else {
+            return Err(ProtocolError::Inflate("deflate failed: no compressor".into()));
+        };
         let start_in = c.total_in();
         let start_len = out.len();
         loop {
@@ -485,12 +609,13 @@ impl DeflateCodec {
             } else if out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
             }
-            if self.send_reset {
-                if self.low_memory {
-                    self.compressor = None;
-                } else if let Some(c) = &mut self.compressor {
-                    c.reset();
-                }
+            if self.low_memory {
+                // Without context takeover nothing is kept; with it, the history is.
+                self.compressor = None;
+            } else if self.send_reset
+                && let Some(c) = &mut self.compressor
+            {
+                c.reset();
             }
         }
         Ok(())

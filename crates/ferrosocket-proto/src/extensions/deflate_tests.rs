@@ -1780,3 +1780,117 @@ fn a_compression_fault_fails_the_connection_with_1011_and_sends_nothing_uncompre
         "no continuation after the fault"
     );
 }
+
+// ---- idle shedding -------------------------------------------------------------------------
+
+#[test]
+fn shed_idle_keeps_context_takeover_valid_over_many_messages() {
+    // Shedding every few messages (and, with `low_memory`, after every one): each message
+    // still inflates, and the whole stream is valid for a 15-bit inflater that never reset.
+    for low in [false, true] {
+        let cfg = DeflateConfig::default().low_memory(low);
+        let (mut s, mut c) = codecs(&DEFAULT, &cfg);
+        let (mut stream, mut expected) = (Vec::new(), Vec::new());
+        for i in 0..300u64 {
+            let len = 100 + (i as usize * 997) % 12_000;
+            let msg = if i % 5 == 4 {
+                random_bytes(i, len)
+            } else {
+                text_like(i % 3, len)
+            };
+            let out = compress_one(&mut s, &msg);
+            assert_rfc_payload(std::slice::from_ref(&out));
+            assert_eq!(
+                decompress_one(&mut c, &out).unwrap(),
+                msg,
+                "message {i}, low {low}"
+            );
+            stream.extend_from_slice(&out);
+            stream.extend_from_slice(&TAIL);
+            expected.extend_from_slice(&msg);
+            if i % 3 == 0 {
+                s.shed_idle();
+                c.shed_idle();
+                assert_eq!(s.holds(), (false, false), "the compressor goes; no inflate yet");
+                assert!(c.holds().1, "the inflater keeps the peer's window");
+            }
+        }
+        assert_eq!(inflate_raw(&stream, 1 << 15), Ok(expected));
+    }
+}
+
+#[test]
+fn shed_idle_compressor_still_refers_back_to_what_was_sent() {
+    // Incompressible on its own; the second time, after a shed, it is a back-reference into
+    // the history the new compressor starts from.
+    let (mut s, mut c) = codecs(&DEFAULT, &DeflateConfig::default());
+    let msg = random_bytes(3, 2000);
+    let first = compress_one(&mut s, &msg);
+    assert!(first.len() > 1900, "{} bytes", first.len());
+    assert_eq!(decompress_one(&mut c, &first).unwrap(), msg);
+    s.shed_idle();
+    assert!(!s.holds().0);
+    let again = compress_one(&mut s, &msg);
+    assert!(again.len() < 40, "{} bytes", again.len());
+    assert_eq!(decompress_one(&mut c, &again).unwrap(), msg);
+    // The history is the last 8 KiB: a message sent further back is not in it.
+    let (mut s, mut c) = codecs(&DEFAULT, &DeflateConfig::default());
+    let old = random_bytes(6, 2000);
+    for m in [&old, &random_bytes(9, HISTORY)] {
+        let out = compress_one(&mut s, m);
+        assert_eq!(decompress_one(&mut c, &out).unwrap(), *m);
+    }
+    s.shed_idle();
+    let out = compress_one(&mut s, &old);
+    assert!(out.len() > 1900, "{} bytes", out.len());
+    assert_eq!(decompress_one(&mut c, &out).unwrap(), old);
+}
+
+#[test]
+fn shed_idle_mid_message_is_a_no_op() {
+    let (mut s, mut c) = codecs(&DEFAULT, &DeflateConfig::default());
+    let msg = text_like(2, 4000);
+    let mut frames = vec![Vec::new(), Vec::new()];
+    s.compress(&msg[..1000], false, &mut frames[0]).unwrap();
+    s.shed_idle();
+    assert!(s.holds().0, "half a message sent: the compressor stays");
+    s.compress(&msg[1000..], true, &mut frames[1]).unwrap();
+    assert_eq!(decompress_frames(&mut c, &frames).unwrap(), msg);
+    s.shed_idle();
+    assert!(!s.holds().0);
+}
+
+#[test]
+fn shed_idle_frees_the_inflater_only_without_the_peers_context_takeover() {
+    let msg = text_like(1, 3000);
+    for (client_nct, kept) in [(false, true), (true, false)] {
+        let p = params(false, client_nct, 15, 15);
+        let (mut server, mut client) = codecs(&p, &DeflateConfig::default());
+        let out = compress_one(&mut client, &msg);
+        assert_eq!(decompress_one(&mut server, &out).unwrap(), msg);
+        server.shed_idle();
+        assert_eq!(server.holds().1, kept, "client_no_context_takeover {client_nct}");
+        // And the next message inflates either way.
+        let out = compress_one(&mut client, &msg);
+        assert_eq!(decompress_one(&mut server, &out).unwrap(), msg);
+    }
+}
+
+#[test]
+fn history_is_the_tail_of_what_was_sent() {
+    // The ring of the last bytes compressed, in order, for windows that bound it (9 bits:
+    // 512 bytes) and that do not (15 bits: HISTORY).
+    for (bits, keep) in [(15, HISTORY), (9, 512)] {
+        let mut s = DeflateCodec::new(&params(false, false, bits, 15), &DeflateConfig::default(), true);
+        let mut all = Vec::new();
+        for i in 0..200u64 {
+            let msg = random_bytes(i, [1, 7, 300, 511, 512, 513, 4095, 4096, 5000][i as usize % 9]);
+            compress_one(&mut s, &msg);
+            all.extend_from_slice(&msg);
+            if i % 7 == 0 {
+                let tail = &all[all.len().saturating_sub(keep)..];
+                assert_eq!(s.history(), tail, "{bits} bits, message {i}");
+            }
+        }
+    }
+}
