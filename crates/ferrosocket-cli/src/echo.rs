@@ -50,8 +50,9 @@ pub(crate) struct EchoArgs {
     /// On Ctrl-C or SIGTERM, how long to wait for clients to answer the 1001 close.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     shutdown_timeout: u64,
-    /// Trade compression ratio for memory: no server context takeover, and compressor and
-    /// inflater state freed between messages (see DeflateConfig::low_memory).
+    /// Trade compression ratio and CPU for memory: no server context takeover, and the
+    /// compressor (and the inflater, where the client takes no context over) freed after
+    /// every message (see DeflateConfig::low_memory).
     #[arg(long)]
     compression_low_memory: bool,
     /// Most clients connected at once; more get 503 (default: no limit).

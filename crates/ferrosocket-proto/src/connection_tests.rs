@@ -1998,3 +1998,63 @@ fn a_partial_frame_longer_than_the_tail_limit_keeps_its_buffer() {
         Ok(Some(Event::Message(Message::binary(payload))))
     );
 }
+
+#[test]
+fn the_keepalive_ping_sheds_the_idle_compressor_and_context_takeover_survives() {
+    use crate::extensions::deflate::negotiate_server;
+    use crate::{DeflateConfig, Keepalive, parse_extensions};
+    use std::time::{Duration, Instant};
+    let cfg = DeflateConfig::default();
+    let offers = parse_extensions(["permessage-deflate"]).unwrap();
+    let (params, _) = negotiate_server(&offers, &cfg).unwrap();
+    let second = Duration::from_secs(1);
+    let keepalive = Config::default().keepalive(Some(Keepalive::new(10 * second, 5 * second)));
+    let mut s = Connection::new(Role::Server, keepalive);
+    s.enable_deflate(&params, &cfg);
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.enable_deflate(&params, &cfg);
+    // Letters from a small generator: barely compressible on their own (and shorter than the
+    // 4 KiB history the codec keeps).
+    let mut x = 7u32;
+    let text: String = (0..2000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + (x >> 16) as u8 % 26)
+        })
+        .collect();
+    let t0 = Instant::now();
+    s.handle_timeout(t0);
+
+    s.send(Message::text(text.clone())).unwrap();
+    let first = s.take_output();
+    c.read_buffer().extend_from_slice(&first);
+    assert_eq!(
+        c.poll_event(),
+        Ok(Some(Event::Message(Message::text(text.clone()))))
+    );
+    assert!(
+        s.deflate.as_ref().unwrap().holds().0,
+        "a compressor after sending"
+    );
+
+    s.handle_timeout(t0 + 10 * second); // a silent interval: ping, and shed
+    assert!(
+        !s.deflate.as_ref().unwrap().holds().0,
+        "the idle compressor is gone"
+    );
+    c.read_buffer().extend_from_slice(&s.take_output());
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Ping(_)))));
+
+    // The same text again: still decodable by a peer that kept its context, and far
+    // smaller than the first time (it refers back into what was sent).
+    s.send(Message::text(text.clone())).unwrap();
+    let again = s.take_output();
+    assert!(
+        again.len() < first.len() / 4,
+        "{} vs {} bytes",
+        again.len(),
+        first.len()
+    );
+    c.read_buffer().extend_from_slice(&again);
+    assert_eq!(c.poll_event(), Ok(Some(Event::Message(Message::text(text)))));
+}

@@ -50,6 +50,9 @@ impl Connection {
         match self.clocks.due(&self.config, facts, now) {
             Due::Nothing => {}
             Due::SendPing => {
+                // Silent for a whole keepalive interval: the connection is idle, so let the
+                // compressor go (context takeover survives through the codec's history).
+                self.shed_idle_memory();
                 if self.check_can_send().is_ok()
                     && let Err(e) = self.write_frame(OpCode::Ping, true, crate::Keepalive::PING_PAYLOAD)
                 {

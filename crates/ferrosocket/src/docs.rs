@@ -76,10 +76,14 @@
 //! # Compression
 //!
 //! permessage-deflate (RFC 7692) compresses each message with deflate. It is off by default
-//! on both sides, because it costs CPU and, with context takeover, about 300 KiB of zlib
-//! state per connection for as long as it lives (a compressor about 256 KiB and an inflater
-//! about 40 KiB at the default 15-bit window); text-heavy protocols such as JSON shrink
-//! severalfold. Turn it on with
+//! on both sides, because it costs CPU and memory: in zlib-rs a compressor is about 370 KiB
+//! and an inflater about 47 KiB (its state and a 32 KiB window) while a connection is
+//! active. Text-heavy protocols such as JSON shrink severalfold. An idle connection sheds the
+//! compressor when the keepalive timer sends its ping (a whole silent interval) and keeps
+//! context takeover through the last 4 KiB it sent, the next compressor's dictionary, so it
+//! holds about 60 KiB; with the peer's context takeover the inflater and its window must
+//! stay. [`Connection::shed_idle_memory`](crate::proto::Connection::shed_idle_memory) does the
+//! same on your own schedule. Turn compression on with
 //! [`enable_compression(true)`](crate::ConnOptions::enable_compression), or tune it with
 //! [`deflate`](crate::ConnOptions::deflate) and a [`DeflateConfig`](crate::proto::DeflateConfig):
 //!
@@ -89,7 +93,7 @@
 //! | `threshold` | 64 bytes | shorter messages are sent uncompressed (deflate's overhead exceeds the saving) |
 //! | `server_no_context_takeover`, `client_no_context_takeover` | `false` | `true`: each message compressed on its own (less memory, worse ratio) |
 //! | `server_max_window_bits`, `client_max_window_bits` | 15 | the LZ77 window, 8-15 (256 B to 32 KiB) |
-//! | `low_memory` | `false` | free the compressor and inflater after each message where context takeover is off |
+//! | `low_memory` | `false` | free the compressor after every message (its 4 KiB history keeps context takeover), and the inflater where the peer takes no context over: about 60 KiB per connection, for a new compressor per message (about 0.5 M instructions) |
 //!
 //! The server accepts a client's offer within these settings; the client offers them and
 //! checks the server's answer against its offer. Context takeover and every window size are

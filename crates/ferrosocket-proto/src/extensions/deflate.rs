@@ -460,9 +460,7 @@ impl DeflateCodec {
     /// inflater of a peer that does take context over stays: its 32 KiB window is the peer's
     /// to refer to. A no-op in the middle of a message. The next message pays for a new
     /// compressor and its dictionary (about the cost of compressing `HISTORY` bytes).
-    // The shell's idle hook (`Connection::shed_idle_memory`) is the caller to come; until
-    // then `low_memory` sheds after every message and the tests call it directly.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Called by `Connection::shed_idle_memory` (the keepalive ping, or the application).
     pub(crate) fn shed_idle(&mut self) {
         if !self.sending {
             self.compressor = None;
