@@ -145,6 +145,7 @@ fn stages(s: &mut Stages) -> Result<()> {
     // would still pack), so a new crate is included without touching this list. `--allow-dirty` because the stage
     // checks what goes into the packages, not whether the checkout has uncommitted changes.
     s.stage("package", || {
+        forget_packaged_workspace_crates()?;
         proc::run(cargo().args([
             "package",
             "--workspace",
@@ -202,6 +203,41 @@ fn stages(s: &mut Stages) -> Result<()> {
     // 60 s of verified load with faults mixed in (RST, half-open, mid-frame close, invalid
     // frames, slow readers, garbage, oversized heads, slowloris); checks RSS and fds come back.
     s.stage("soak", || proc::run(xtask()?.args(["soak", "--quick"])))?;
+    Ok(())
+}
+
+/// Removes the unpacked copies of this workspace's crates that an earlier `cargo package
+/// --workspace` left in `$CARGO_HOME/registry/src/-<hash>/` (the local overlay registry, whose
+/// directory names start with `-`). Cargo reuses such a directory when it holds the same name and
+/// version, so on a machine that packaged an older commit the verify build compiled that old
+/// `ferrosocket-proto 0.1.0` against the new `ferrosocket` and failed (stop 17's CI).
+fn forget_packaged_workspace_crates() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for entry in std::fs::read_dir(registry.path())?.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("ferrosocket") {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.with_context(|| format!("removing {}", path.display()))?;
+                    println!("removed the stale overlay copy {}", path.display());
+                }
+            }
+        }
+    }
     Ok(())
 }
 
