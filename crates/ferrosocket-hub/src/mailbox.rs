@@ -52,6 +52,9 @@ pub(crate) struct Mailbox {
 struct State {
     queue: VecDeque<Arc<PreparedMessage>>,
     waker: Option<Waker>,
+    /// Woken only by a kick: registered by a subscriber that is not taking messages (its
+    /// connection is full), so that a kick still reaches it.
+    kick_waker: Option<Waker>,
     /// Set once: the subscriber is to be disconnected with this frame.
     kicked: Option<CloseFrame>,
 }
@@ -88,12 +91,12 @@ impl Mailbox {
                 }
                 SlowConsumer::DropNewest => return Pushed::DroppedOne,
                 SlowConsumer::Disconnect(code) => {
-                    st.queue.clear();
-                    st.kicked = Some(CloseFrame::new(
+                    drop(st);
+                    self.kick(CloseFrame::new(
                         code,
                         format!("too slow: {capacity} messages were waiting"),
                     ));
-                    Pushed::Disconnected
+                    return Pushed::Disconnected;
                 }
             }
         };
@@ -113,12 +116,25 @@ impl Mailbox {
         }
         st.queue.clear();
         st.kicked = Some(frame);
-        let waker = st.waker.take();
+        let wakers = [st.waker.take(), st.kick_waker.take()];
         drop(st);
-        if let Some(w) = waker {
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
         true
+    }
+
+    /// The kick's frame if the subscriber was kicked; otherwise `waker` is woken by a kick.
+    pub(crate) fn watch_kick(&self, waker: &Waker) -> Option<CloseFrame> {
+        let mut st = self.lock();
+        if st.kicked.is_some() {
+            return st.kicked.clone();
+        }
+        match &mut st.kick_waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
     }
 
     /// Takes the next delivery; when there is none, `waker` is woken by the next push.

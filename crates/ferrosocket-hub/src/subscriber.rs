@@ -54,9 +54,10 @@ impl Subscriber {
         }
     }
 
-    /// Joins `topic`; false if already subscribed.
+    /// Joins `topic`; false if already subscribed, or if the hub has disconnected this
+    /// subscriber.
     pub fn subscribe(&mut self, topic: &Topic) -> bool {
-        if self.topics.contains(topic) {
+        if self.topics.contains(topic) || self.mailbox.kicked().is_some() {
             return false;
         }
         self.topics.push(topic.clone());
@@ -119,7 +120,12 @@ impl Subscriber {
                 self.hub.inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 Some(Delivery::Message(m))
             }
-            Taken::Kicked(frame) => Some(Delivery::Kicked(frame)),
+            Taken::Kicked(frame) => {
+                // Out of every topic at once: the hub stops counting a subscriber it gave up on
+                // while its connection says goodbye.
+                self.leave_all();
+                Some(Delivery::Kicked(frame))
+            }
             Taken::Empty => None,
         }
     }
@@ -166,29 +172,45 @@ impl Subscriber {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        // Rounds of feed-and-write per poll before the peer's side gets its turn; a busy
+        // topic cannot keep this task from reading (and answering pings) for long.
+        const ROUNDS: usize = 16;
+        let mut rounds = 0;
         loop {
-            let mut fed = false;
+            // Until the mailbox is empty (its waker is then registered) or the connection
+            // holds enough to write.
             while conn.queued_bytes() < PUMP_HIGH_WATER {
                 match self.take(Some(cx)) {
                     Some(Delivery::Message(m)) => {
                         if let Err(e) = conn.feed_prepared(&m) {
                             return Poll::Ready(Pumped::Failed(e));
                         }
-                        fed = true;
                     }
                     Some(Delivery::Kicked(frame)) => return Poll::Ready(Pumped::Kicked(frame)),
                     None => break,
                 }
             }
+            if conn.queued_bytes() >= PUMP_HIGH_WATER
+                && let Some(frame) = self.mailbox.watch_kick(cx.waker())
+            {
+                // Not taking messages, so the mailbox's waker may be spent: a kick must
+                // still end a connection whose peer has stopped reading.
+                self.leave_all();
+                return Poll::Ready(Pumped::Kicked(frame));
+            }
             if conn.queued_bytes() > 0 {
                 match conn.poll_flush(cx) {
+                    // Written out: the mailbox may hold more (it was not read past the high
+                    // water mark, so its waker may not be registered): go round again.
                     Poll::Ready(Ok(())) => {
-                        // Written out: more may have arrived meanwhile.
-                        if fed {
+                        rounds += 1;
+                        if rounds < ROUNDS {
                             continue;
                         }
+                        cx.waker().wake_by_ref();
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Pumped::Failed(e)),
+                    // The socket is full: its readiness wakes us.
                     Poll::Pending => {}
                 }
             }
@@ -207,11 +229,17 @@ enum Pumped {
     Failed(Error),
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
+impl Subscriber {
+    fn leave_all(&mut self) {
         for topic in std::mem::take(&mut self.topics) {
             self.hub.remove_member(&topic, self.id);
         }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.leave_all();
         self.hub
             .inner
             .counters
