@@ -328,13 +328,30 @@ fn deps_rule() -> Result<()> {
         bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let tree = String::from_utf8_lossy(&out.stdout);
-    let bad = lines_naming(&tree, &["axum"]);
+    let bad = lines_naming(&tree, &["axum", "redis", "async-nats"]);
     if !bad.is_empty() {
-        eprintln!("deps-rule: FAIL: ferrosocket must not depend (even transitively) on axum; found:");
+        eprintln!("deps-rule: FAIL: ferrosocket must not depend (even transitively) on axum or a broker client; found:");
         eprintln!("{}", bad.join("\n"));
         bail!("deps-rule failed");
     }
-    println!("deps-rule: ok (no axum under ferrosocket, all features)");
+    println!("deps-rule: ok (no axum, redis or async-nats under ferrosocket, all features)");
+    // ferrosocket-hub's broker clients come only with the feature that names them, so a hub
+    // user who needs no broker builds none.
+    let out = cargo()
+        .args(["tree", "-p", "ferrosocket-hub", "-e", "normal", "--no-default-features"])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let bad = lines_naming(&tree, &["redis", "async-nats"]);
+    if !bad.is_empty() {
+        eprintln!("deps-rule: FAIL: ferrosocket-hub without features must not depend on a broker client; found:");
+        eprintln!("{}", bad.join("\n"));
+        bail!("deps-rule failed");
+    }
+    println!("deps-rule: ok (no broker client under ferrosocket-hub without its features)");
     Ok(())
 }
 
