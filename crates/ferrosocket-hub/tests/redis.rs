@@ -150,3 +150,25 @@ async fn the_task_ends_with_the_hub() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn without_a_runtime_the_hub_serves_locally_and_says_why() {
+    // No tokio runtime here: the backplane cannot start its task; it must not panic.
+    let bp = RedisBackplane::new("redis://127.0.0.1:1").expect("a Redis URL");
+    let h = Hub::builder().backplane(bp).build();
+    let room = topic("alone");
+    let mut s = h.subscriber();
+    s.subscribe(&room);
+    assert_eq!(h.publish(&room, "hi"), 1);
+    assert_eq!(common::drain(&mut s), ["hi"]);
+    let st = h.stats();
+    assert!(!st.backplane_up);
+    assert_eq!((st.outages, st.publish_failed), (1, 1));
+}
+
+#[test]
+fn a_url_that_is_not_redis_is_refused() {
+    let e = RedisBackplane::new("http://example.com").expect_err("not Redis");
+    assert_eq!(e.backplane, "redis");
+    assert!(e.to_string().contains("not a Redis URL"), "{e}");
+}

@@ -355,6 +355,17 @@ async fn run(
         }
     };
     *shared.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+    // Like the Redis backplane, hold the first publications (in the bounded queue) until the
+    // first connection is made or has failed for `timeout`, rather than failing them all
+    // because the hub was built a moment before the client connected.
+    let deadline = tokio::time::Instant::now() + shared.options.timeout;
+    while !shared.up.load(Ordering::Relaxed) && inbound.is_alive() {
+        if tokio::time::Instant::now() >= deadline {
+            inbound.set_up(false, &format!("cannot connect to {}", shared.url));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut task = Task {
         shared: &shared,
         inbound: &inbound,
