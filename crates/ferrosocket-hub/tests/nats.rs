@@ -1,5 +1,6 @@
 //! The NATS backplane against a real `nats-server -js` (skipped with a loud line when it is
 //! not installed, unless `CI` is set).
+#![allow(clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The Redis backplane against a real `redis-server` (skipped with a loud line when it is not
 //! installed, unless `CI` is set).
+#![allow(clippy::expect_used)]
 
 mod common;
 

@@ -152,6 +152,7 @@ impl Backoff {
 
 /// Waits `delay` while the broker is away, counting every publication that arrives meanwhile
 /// as failed. Returns `false` when the hub is gone (the queue's senders dropped).
+#[cfg(feature = "redis")]
 pub(super) async fn wait_out(
     delay: Duration,
     rx: &mut mpsc::Receiver<Publication>,

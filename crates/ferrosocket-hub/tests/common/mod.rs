@@ -1,6 +1,6 @@
 //! Real brokers for the backplane tests: a `redis-server` or `nats-server` on a free port of
 //! 127.0.0.1, killed when dropped, restartable on the same port.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use ferrosocket_hub::{Delivery, Hub, Subscriber, Topic};
 use std::path::{Path, PathBuf};
