@@ -372,6 +372,7 @@ async fn run(
         client,
         subs: HashMap::new(),
         stream_checked: None,
+        stream_retry_at: None,
     };
     let mut retry = Backoff::new(shared.options.min_backoff, shared.options.max_backoff);
     let mut failed_reconcile = false;
@@ -407,6 +408,8 @@ struct Task<'a> {
     subs: HashMap<Topic, Forwarder>,
     /// The connection count when the history stream was last found or created.
     stream_checked: Option<u64>,
+    /// After a failure to find or create the history stream: when to try again.
+    stream_retry_at: Option<tokio::time::Instant>,
 }
 
 impl Task<'_> {
@@ -418,9 +421,19 @@ impl Task<'_> {
             return;
         }
         if p.keep > 0
-            && let Err(e) = self.ensure_stream(p.keep).await
+            && self
+                .stream_retry_at
+                .is_none_or(|t| tokio::time::Instant::now() >= t)
         {
-            tracing::warn!(backplane = NAME, "hub: {e}; publishing without history");
+            match self.ensure_stream(p.keep).await {
+                Ok(()) => self.stream_retry_at = None,
+                Err(e) => {
+                    // Once per `max_backoff`, not once per publication.
+                    tracing::warn!(backplane = NAME, "hub: {e}; publishing without history");
+                    self.stream_retry_at =
+                        Some(tokio::time::Instant::now() + self.shared.options.max_backoff);
+                }
+            }
         }
         let subject = self.shared.subject(&p.topic);
         if let Err(e) = self.client.publish(subject, p.envelope).await {
