@@ -142,7 +142,14 @@ async fn the_task_ends_with_the_hub() {
         before + 2,
         "a pub/sub and a command connection"
     );
+    // The last local subscriber leaves: the node unsubscribes from that channel at once.
     drop(s);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while numsub(&mut c, "t:bye").await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never unsubscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(clients(&mut c).await, before + 2, "the node stays connected");
     drop(h);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -178,4 +185,14 @@ fn a_url_that_is_not_redis_is_refused() {
     let e = RedisBackplane::new("http://example.com").expect_err("not Redis");
     assert_eq!(e.backplane, "redis");
     assert!(e.to_string().contains("not a Redis URL"), "{e}");
+}
+
+async fn numsub(c: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(c)
+        .await
+        .expect("PUBSUB NUMSUB");
+    n
 }
