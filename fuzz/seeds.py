@@ -269,3 +269,16 @@ for name, data in {
     "garbage": bytes([0x00]) + b"\xff\xff\xff\xff",
 }.items():
     write("inflate", name, data)
+
+# ---- hub_envelope --------------------------------------------------------------------------
+ORIGIN = struct.pack(">Q", 0x0102030405060708)
+for name, data in {
+    "text": b"FSH1" + ORIGIN + b"\x01" + "héllo".encode(),
+    "binary": b"FSH1" + ORIGIN + b"\x02" + b"\x00\xff\x80",
+    "empty-text": b"FSH1" + ORIGIN + b"\x01",
+    "bad-utf8": b"FSH1" + ORIGIN + b"\x01\xc3",
+    "unknown-kind": b"FSH1" + ORIGIN + b"\x07x",
+    "short": b"FSH1" + ORIGIN,
+    "foreign": b"hello, not ours",
+}.items():
+    write("hub_envelope", name, data)

@@ -18,6 +18,8 @@ mod local;
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod worker;
 
 pub use local::LocalBus;
 #[cfg(feature = "nats")]
