@@ -330,7 +330,9 @@ fn deps_rule() -> Result<()> {
     let tree = String::from_utf8_lossy(&out.stdout);
     let bad = lines_naming(&tree, &["axum", "redis", "async-nats"]);
     if !bad.is_empty() {
-        eprintln!("deps-rule: FAIL: ferrosocket must not depend (even transitively) on axum or a broker client; found:");
+        eprintln!(
+            "deps-rule: FAIL: ferrosocket must not depend (even transitively) on axum or a broker client; found:"
+        );
         eprintln!("{}", bad.join("\n"));
         bail!("deps-rule failed");
     }
@@ -338,7 +340,14 @@ fn deps_rule() -> Result<()> {
     // ferrosocket-hub's broker clients come only with the feature that names them, so a hub
     // user who needs no broker builds none.
     let out = cargo()
-        .args(["tree", "-p", "ferrosocket-hub", "-e", "normal", "--no-default-features"])
+        .args([
+            "tree",
+            "-p",
+            "ferrosocket-hub",
+            "-e",
+            "normal",
+            "--no-default-features",
+        ])
         .stdin(Stdio::null())
         .output()?;
     if !out.status.success() {
@@ -347,7 +356,9 @@ fn deps_rule() -> Result<()> {
     let tree = String::from_utf8_lossy(&out.stdout);
     let bad = lines_naming(&tree, &["redis", "async-nats"]);
     if !bad.is_empty() {
-        eprintln!("deps-rule: FAIL: ferrosocket-hub without features must not depend on a broker client; found:");
+        eprintln!(
+            "deps-rule: FAIL: ferrosocket-hub without features must not depend on a broker client; found:"
+        );
         eprintln!("{}", bad.join("\n"));
         bail!("deps-rule failed");
     }
