@@ -338,6 +338,64 @@ async fn a_line_over_4_kib_closes_with_1009() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_with_1013() {
+    let chat = Chat::start(
+        1,
+        &[
+            "--queue",
+            "4",
+            "--slow-consumer",
+            "disconnect",
+            "--no-compression",
+        ],
+    )
+    .await;
+    let addr = &chat.addrs[0];
+    let mut stalled = connect(addr, "room=slow&raw=1").await;
+    let mut publisher = connect(addr, "room=slow&raw=1").await;
+    // 256 KiB at a time, read back by the publisher itself, until the node gives up on the
+    // client that reads nothing (its socket buffers, the pump's high-water mark, then 4
+    // queued messages); bounded at 64 MiB.
+    let payload = vec![7u8; 256 << 10];
+    let mut kicked = false;
+    for _ in 0..256 {
+        publisher.send_binary(payload.clone()).await.unwrap();
+        assert_eq!(recv(&mut publisher).await.len(), payload.len());
+        if stats(addr).await["disconnected"] == 1 {
+            kicked = true;
+            break;
+        }
+    }
+    assert!(kicked, "the stalled client was not disconnected");
+    assert_eq!(stats(addr).await["dropped"], 0);
+    // What was already on its way arrives, then the close.
+    loop {
+        match timeout(WAIT, stalled.recv())
+            .await
+            .expect("the close arrives in time")
+        {
+            Ok(m) => assert_eq!(m.len(), payload.len()),
+            Err(Error::Closed(c)) => {
+                assert_eq!(c.code, CloseCode::TRY_AGAIN_LATER);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Its session is over: only the publisher is left (bounded wait for the node to notice).
+    for _ in 0..250 {
+        if stats(addr).await["subscribers"] == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the disconnected client's subscriber is still counted: {}",
+        stats(addr).await
+    );
+}
+
+#[tokio::test]
 async fn sigterm_closes_every_client_with_1001_and_exits_0() {
     let mut chat = Chat::start(2, &[]).await;
     let (mut alice, _) = join(&chat.addrs[0], "bye", "alice").await;
