@@ -9,6 +9,7 @@ mod bench_peers;
 mod bench_smoke;
 mod benchkit;
 mod browser;
+mod chat_browser;
 mod ci;
 mod fuzz;
 mod icount;
@@ -35,6 +36,9 @@ enum Task {
     Interop(interop::Args),
     /// Chromium (headless) against `ferrosocket echo`.
     Browser(browser::Args),
+    /// Chromium (headless) against two `ferrosocket chat` nodes over Redis and over NATS,
+    /// with a broker restart.
+    ChatBrowser(chat_browser::Args),
     /// Every cargo-fuzz target for SECS seconds each, after replaying the regressions.
     Fuzz(fuzz::Args),
     /// Correctness under load: `ferrosocket bench` against `ferrosocket echo`.
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Task::Autobahn(args) => autobahn::run(args),
         Task::Interop(args) => interop::run(args),
         Task::Browser(args) => browser::run(args),
+        Task::ChatBrowser(args) => chat_browser::run(args),
         Task::Fuzz(args) => fuzz::run(args),
         Task::BenchSmoke(args) => bench_smoke::run(args),
         Task::Soak(args) => soak::run(args),

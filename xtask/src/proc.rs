@@ -125,6 +125,16 @@ impl Child {
         self.status
     }
 
+    /// The pipe to the process's stdin, if it was spawned with one (once).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.inner.stdin.take()
+    }
+
+    /// The pipe from the process's stdout, if it was spawned with one (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.inner.stdout.take()
+    }
+
     /// The log file the process writes its stdout and stderr to.
     pub fn log(&self) -> &Path {
         &self.log

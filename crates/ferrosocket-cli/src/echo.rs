@@ -1,8 +1,8 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
 pub(crate) mod endpoint;
-mod listen;
-mod shown;
+pub(crate) mod listen;
+pub(crate) mod shown;
 
 use ferrosocket::proto::DeflateConfig;
 use ferrosocket::{Conn, Error, Message, Shutdown, ShutdownToken, Upgrader};

@@ -2,6 +2,7 @@
 
 mod autobahn_client;
 mod bench;
+mod chat;
 mod client;
 mod echo;
 mod metrics;
@@ -31,6 +32,16 @@ enum Command {
     /// are the peer's text) unless --quiet. Ctrl-C or SIGTERM closes every connection with
     /// 1001 and stops the server. Exit status: 0 after a stop, 1 when it cannot start.
     Echo(echo::EchoArgs),
+    /// A chat node: rooms, names and history, shared with other nodes through Redis or NATS.
+    ///
+    /// Serves the chat page at /, the node's hub counters as JSON at /stats and sessions at
+    /// /ws?room=ROOM&name=NAME (JSON lines; the room's history first) or /ws?room=ROOM&raw=1
+    /// (messages published and delivered verbatim). Each --listen is a node with its own hub;
+    /// without --redis or --nats the nodes of the process share rooms in memory. Prints
+    /// `chat node listening on http://ADDR/ (ws://ADDR/ws)` per node once bound. Ctrl-C or
+    /// SIGTERM closes every connection with 1001; exit status 0 after a stop, 1 when it
+    /// cannot start.
+    Chat(chat::ChatArgs),
     /// Connect to a ws:// or wss:// URL: stdin lines become messages, replies go to stdout.
     ///
     /// How the session ended goes to stderr. Exit status: 0 clean close, 1 connect or
@@ -49,6 +60,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Echo(echo::EchoArgs::parse_from(["echo"])));
     let result = match command {
         Command::Echo(args) => echo::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::Client(args) => return client::run(args),
         Command::AutobahnClient(args) => autobahn_client::run(args),
         Command::Bench(args) => bench::run(args),

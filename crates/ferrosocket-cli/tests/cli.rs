@@ -481,7 +481,7 @@ async fn help_texts_read_well_and_errors_exit_non_zero() {
     let out = run(&["--help"], b"").await;
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for sub in ["echo", "client", "bench", "autobahn-client"] {
+    for sub in ["echo", "chat", "client", "bench", "autobahn-client"] {
         assert!(help.contains(&format!("\n  {sub} ")), "{sub} in {help}");
     }
     let out = run(&["echo", "--help"], b"").await;
