@@ -195,11 +195,18 @@ async fn fanout(args: &FanoutArgs) -> Result<FanoutReport, Box<dyn std::error::E
     shared.total.store(published, Ordering::Relaxed);
 
     // Phase 3: wait for every subscriber to see every message, or the drain deadline.
+    // A subscriber that had everything before the total was known waits for input that
+    // never comes: the count of deliveries ends the wait as well.
     let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
+    let expected = published * connected as u64;
     let mut errors = 0u64;
     let mut sub_error = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
+            _ = tick.tick() => if shared.delivered.load(Ordering::Relaxed) >= expected {
+                break;
+            },
             r = subs.join_next() => match r {
                 None => break,
                 Some(Ok(Ok(()))) => {}
@@ -212,7 +219,6 @@ async fn fanout(args: &FanoutArgs) -> Result<FanoutReport, Box<dyn std::error::E
     subs.abort_all();
 
     let delivered = shared.delivered.load(Ordering::Relaxed);
-    let expected = published * connected as u64;
     let last = shared.last_delivery_ns.load(Ordering::Relaxed);
     let seconds = (last.saturating_sub(first_publish_ns) as f64 / 1e9).max(1e-6);
     let h = shared
