@@ -4,6 +4,7 @@
 //! handling they share.
 
 mod autobahn;
+mod bench_fanout;
 mod bench_memory;
 mod bench_peers;
 mod bench_smoke;
@@ -14,6 +15,7 @@ mod ci;
 mod fuzz;
 mod icount;
 mod interop;
+mod million;
 mod proc;
 mod procfs;
 mod soak;
@@ -47,11 +49,16 @@ enum Task {
     Soak(soak::Args),
     /// Throughput and latency against peer implementations.
     BenchPeers(bench_peers::Args),
+    /// Fan-out: one publisher, 10,000 subscribers over two chat nodes (naive, hub, Redis, NATS).
+    BenchFanout(bench_fanout::Args),
     /// Memory per idle connection.
     BenchMemory(bench_memory::Args),
     /// Instruction counts per echoed message under callgrind, checked against
     /// bench/icount-baseline.json (more than 5 % above fails); `--update` rewrites it.
     Icount(icount::Args),
+    /// N idle WebSocket connections (default 1,000,000) to one `ferrosocket echo`: RSS per
+    /// connection, kernel socket memory, time to open, and a sample of echoes.
+    Million(million::Args),
     /// Every CI stage in order, with durations and a summary table (what `.ci/run` runs).
     Ci(ci::Args),
 }
@@ -71,8 +78,10 @@ fn main() -> std::process::ExitCode {
         Task::BenchSmoke(args) => bench_smoke::run(args),
         Task::Soak(args) => soak::run(args),
         Task::BenchPeers(args) => bench_peers::run(args),
+        Task::BenchFanout(args) => bench_fanout::run(args),
         Task::BenchMemory(args) => bench_memory::run(args),
         Task::Icount(args) => icount::run(args),
+        Task::Million(args) => million::run(args),
         Task::Ci(args) => ci::run(args),
     };
     match result {

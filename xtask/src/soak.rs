@@ -21,7 +21,7 @@
 //! Prints a summary; fails on FAIL. Every step and loop is bounded in count and time.
 
 mod faults;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -51,6 +51,9 @@ enum Command {
     AutobahnClient(autobahn_client::AutobahnClientArgs),
     /// Load-test any WebSocket echo server: throughput and latency (HDR histogram).
     Bench(bench::BenchArgs),
+    /// Fan-out benchmark: one publisher, many subscribers over chat nodes in raw mode;
+    /// deliveries/s, publish-to-receive latency, missing and duplicate deliveries.
+    Fanout(bench::fanout::FanoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Client(args) => return client::run(args),
         Command::AutobahnClient(args) => autobahn_client::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fanout(args) => bench::fanout::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@
 
 mod args;
 mod connect;
+pub(crate) mod fanout;
 mod plan;
 mod reply;
 mod report;
