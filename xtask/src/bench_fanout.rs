@@ -150,6 +150,25 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
     if results.iter().all(|r| r.report.is_none()) {
         bail!("no row ran");
     }
+    // The CI size is a check, not a measurement: every row must run and lose nothing.
+    if args.smoke {
+        for r in &results {
+            let Some(v) = &r.report else {
+                bail!(
+                    "row {} failed: {}",
+                    r.name,
+                    r.error.as_deref().unwrap_or("no report")
+                );
+            };
+            let (missing, dups) = (v["missing"].as_u64(), v["duplicates"].as_u64());
+            if missing != Some(0) || dups != Some(0) {
+                bail!(
+                    "row {}: {missing:?} missing and {dups:?} duplicate deliveries",
+                    r.name
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -189,6 +189,19 @@ fn stages(s: &mut Stages) -> Result<()> {
         ]))
     })?;
     s.stage("browser", || proc::run(xtask()?.arg("browser")))?;
+    // Issue 11 end to end: two chat nodes per broker (Redis, NATS) in headless Chromium, lines
+    // crossing both ways, history, and a broker restart.
+    s.stage("chat-browser", || proc::run(xtask()?.arg("chat-browser")))?;
+    // The fan-out benchmark at CI size (1,000 subscribers over two nodes; naive, hub, Redis,
+    // NATS): every row runs and no delivery is missing or doubled. Its figures go to target/.
+    s.stage("fanout", || {
+        proc::run(xtask()?.args(["bench-fanout", "--smoke", "--out", "target/ci-fanout.jsonl"]))
+    })?;
+    // 20,000 idle connections to one `ferrosocket echo` (the million-connection run, at the
+    // size a CI machine's descriptor limit allows), every echo of a sample checked.
+    s.stage("connections", || {
+        proc::run(xtask()?.args(["million", "--count", "20000", "--deadline", "120"]))
+    })?;
     // Python websockets and Node ws, compression on, as clients of our server and servers of
     // our client.
     s.stage("interop", || proc::run(xtask()?.arg("interop")))?;
