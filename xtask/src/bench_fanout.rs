@@ -35,7 +35,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{benchkit, proc};
+use crate::{benchkit, brokers, proc};
 
 /// Options of `cargo xtask bench-fanout`.
 #[derive(Debug, clap::Args)]
@@ -234,24 +234,7 @@ struct Broker {
 
 fn start_redis(logs: &Path) -> Result<Broker> {
     let port = proc::free_port()?;
-    let mut child = proc::spawn(
-        Command::new("redis-server").args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]),
-        &logs.join("redis.log"),
-    )?;
-    proc::wait_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        &mut child,
-        Duration::from_secs(10),
-    )?;
+    let child = start_broker(brokers::redis_command(port), port, &logs.join("redis.log"))?;
     Ok(Broker {
         child,
         url: format!("redis://127.0.0.1:{port}/"),
@@ -260,28 +243,23 @@ fn start_redis(logs: &Path) -> Result<Broker> {
 
 fn start_nats(logs: &Path) -> Result<Broker> {
     let port = proc::free_port()?;
-    let store = logs.join("nats-store");
-    let mut child = proc::spawn(
-        Command::new("nats-server").args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-js",
-            "-sd",
-            &store.to_string_lossy(),
-        ]),
-        &logs.join("nats.log"),
-    )?;
+    let command = brokers::nats_command(port, &logs.join("nats-store"));
+    let child = start_broker(command, port, &logs.join("nats.log"))?;
+    Ok(Broker {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+    })
+}
+
+/// Spawns a broker and waits until it accepts on `port`.
+fn start_broker(mut command: Command, port: u16, log: &Path) -> Result<proc::Child> {
+    let mut child = proc::spawn(&mut command, log)?;
     proc::wait_port(
         SocketAddr::from(([127, 0, 0, 1], port)),
         &mut child,
         Duration::from_secs(10),
     )?;
-    Ok(Broker {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-    })
+    Ok(child)
 }
 
 /// Starts a row's broker and nodes, runs the generator, stops everything.

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{browser, proc};
+use crate::{brokers, browser, proc};
 
-const REDIS: &str = "/usr/bin/redis-server";
-const NATS: &str = "/usr/sbin/nats-server";
+use crate::brokers::{NATS, REDIS};
 /// Bound on one broker's page run (three pages, the restart and its retries).
 const PAGE_LIMIT: Duration = Duration::from_secs(240);
 
@@ -75,27 +74,9 @@ impl Broker {
 
     /// The broker's command on `port` (NATS with JetStream, its store in `dir`).
     fn command(self, port: u16, dir: &Path) -> Command {
-        let port = port.to_string();
         match self {
-            Broker::Redis => {
-                let mut c = Command::new(REDIS);
-                c.args([
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                c
-            }
-            Broker::Nats | Broker::Local => {
-                let mut c = Command::new(NATS);
-                c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"]).arg(dir);
-                c
-            }
+            Broker::Redis => brokers::redis_command(port),
+            Broker::Nats | Broker::Local => brokers::nats_command(port, dir),
         }
     }
 

@@ -9,6 +9,7 @@ mod bench_memory;
 mod bench_peers;
 mod bench_smoke;
 mod benchkit;
+mod brokers;
 mod browser;
 mod chat_browser;
 mod ci;

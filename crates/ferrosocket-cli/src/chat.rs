@@ -129,16 +129,7 @@ pub(crate) enum ChatError {
 }
 
 pub(crate) fn run(args: ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut builder = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if args.threads > 1 {
-            b.worker_threads(args.threads);
-        }
-        b
-    };
-    let runtime = builder.enable_all().build()?;
+    let runtime = crate::runtime(args.threads)?;
     runtime.block_on(serve(args))
 }
 

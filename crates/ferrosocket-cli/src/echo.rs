@@ -97,16 +97,7 @@ impl EchoArgs {
 }
 
 pub(crate) fn run(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut builder = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if args.threads > 1 {
-            b.worker_threads(args.threads);
-        }
-        b
-    };
-    let runtime = builder.enable_all().build()?;
+    let runtime = crate::runtime(args.threads)?;
     runtime.block_on(serve(args))
 }
 

@@ -56,6 +56,21 @@ enum Command {
     Fanout(bench::fanout::FanoutArgs),
 }
 
+/// The runtime of a server command: `threads` 1 is a current_thread runtime, 0 one worker
+/// per core, N that many workers.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    builder.enable_all().build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli
