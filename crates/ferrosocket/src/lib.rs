@@ -157,7 +157,9 @@ pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use upgrader::{Accept, ConnectProtocol, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader};
+pub use upgrader::{
+    Accept, ConnectProtocol, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader,
+};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

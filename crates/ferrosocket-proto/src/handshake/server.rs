@@ -401,9 +401,7 @@ impl Rejection {
     /// over HTTP/2 and HTTP/3. Empty otherwise.
     pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
-        if self.status == StatusCode::UPGRADE_REQUIRED
-            || self.error == HandshakeError::UnsupportedVersion
-        {
+        if self.status == StatusCode::UPGRADE_REQUIRED || self.error == HandshakeError::UnsupportedVersion {
             h.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static(WEBSOCKET_VERSION));
         } else if self.error == HandshakeError::NotExtendedConnect {
             h.insert(ALLOW, HeaderValue::from_static("CONNECT"));
@@ -781,8 +779,12 @@ mod tests {
     fn extended_connect_takes_host_when_the_uri_has_no_authority() {
         let mut p = parts(connect(Version::HTTP_2));
         p.uri = http::Uri::from_static("/chat");
-        assert_eq!(extended(&p, Some("websocket")).unwrap_err().error, HandshakeError::MissingHost);
-        p.headers.insert(HOST, HeaderValue::from_static("server.example.com"));
+        assert_eq!(
+            extended(&p, Some("websocket")).unwrap_err().error,
+            HandshakeError::MissingHost
+        );
+        p.headers
+            .insert(HOST, HeaderValue::from_static("server.example.com"));
         assert!(extended(&p, Some("websocket")).is_ok());
     }
 
@@ -790,29 +792,40 @@ mod tests {
     fn malformed_extended_connects_get_their_statuses() {
         let get = parts(Request::get("https://server.example.com/").version(Version::HTTP_2));
         let r = extended(&get, None).unwrap_err();
-        assert_eq!((r.status.as_u16(), r.error.clone()), (405, HandshakeError::NotExtendedConnect));
+        assert_eq!(
+            (r.status.as_u16(), r.error.clone()),
+            (405, HandshakeError::NotExtendedConnect)
+        );
         assert_eq!(r.headers()[ALLOW], "CONNECT");
 
         let p = parts(connect(Version::HTTP_2));
         let tunnel = extended(&p, None).unwrap_err();
-        assert_eq!((tunnel.status.as_u16(), tunnel.error), (501, HandshakeError::ConnectProtocol(None)));
+        assert_eq!(
+            (tunnel.status.as_u16(), tunnel.error),
+            (501, HandshakeError::ConnectProtocol(None))
+        );
         let other = extended(&p, Some("webtransport")).unwrap_err();
         assert_eq!(other.status, 501);
 
         let mut old = parts(connect(Version::HTTP_2));
-        old.headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        old.headers
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
         let r = extended(&old, Some("websocket")).unwrap_err();
-        assert_eq!((r.status.as_u16(), r.error.clone()), (400, HandshakeError::UnsupportedVersion));
+        assert_eq!(
+            (r.status.as_u16(), r.error.clone()),
+            (400, HandshakeError::UnsupportedVersion)
+        );
         assert_eq!(r.headers()[SEC_WEBSOCKET_VERSION], "13");
     }
 
     #[test]
     fn same_origin_uses_the_authority_over_http2() {
         let mut p = parts(connect(Version::HTTP_2));
-        p.headers.insert(ORIGIN, HeaderValue::from_static("https://server.example.com"));
+        p.headers
+            .insert(ORIGIN, HeaderValue::from_static("https://server.example.com"));
         assert!(check_same_origin(&p).is_ok());
-        p.headers.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        p.headers
+            .insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
         assert!(check_same_origin(&p).is_err());
     }
-
 }
