@@ -480,6 +480,7 @@ impl Upgrader {
                 return Err(Refusal::new(callback::internal_error(), Error::BadDecision(e)));
             }
         }
+        crate::metrics::handshake_accepted(parts.version);
         Ok(Upgrade {
             response: accepted.response,
             negotiated: accepted.negotiated,
