@@ -7,8 +7,9 @@ streams, and on each echoes text and binary messages of every size (masked clien
 here, permessage-deflate with context takeover done here with zlib when --deflate), then closes
 with 1000 and expects the server's close back.
 
-usage: h2_client.py HOST PORT PATH [--tls] [--sockets N] [--sizes 0,125,...] [--deflate]
-Prints one line per check; exit status 1 on any mismatch.
+usage: h2_client.py HOST PORT PATH [--label L] [--tls] [--sockets N] [--sizes 0,125,...] [--deflate]
+Prints one RESULT line per kind and size (all sockets) and one for the closes, in the interop
+table's format; exit status 1 on any mismatch.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 import zlib
 
 import h2.config
@@ -52,6 +54,7 @@ class Socket:
     def __init__(self, stream_id: int, deflate: bool):
         self.id = stream_id
         self.buf = bytearray()
+        self.need = 0
         self.parts = []
         self.first = None
         self.compressed = False
@@ -63,6 +66,9 @@ class Socket:
 
     def feed(self, data: bytes):
         self.buf += data
+        if len(self.buf) < self.need:
+            return  # the frame in progress is still incomplete
+        self.need = 0
         while True:
             if len(self.buf) < 2:
                 return
@@ -79,8 +85,10 @@ class Socket:
                     return
                 n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
             if len(self.buf) < off + n:
+                self.need = off + n
                 return
-            data, self.buf = bytes(self.buf[off:off + n]), self.buf[off + n:]
+            data = bytes(self.buf[off:off + n])
+            del self.buf[:off + n]
             opcode, fin = b0 & 0x0F, bool(b0 & 0x80)
             if opcode >= 8:
                 self.messages.append((opcode, data))
@@ -150,14 +158,21 @@ class Client:
         self.flush()
 
     def send(self, sid: int, data: bytes):
-        while data:
+        view, at = memoryview(data), 0
+        while at < len(data):
             window = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
             if window <= 0:
                 self.pump()
                 continue
-            self.h2.send_data(sid, data[:window])
-            data = data[window:]
+            self.h2.send_data(sid, bytes(view[at:at + window]))
+            at += window
             self.flush()
+
+
+def result(label, kind, size, ok, ext, ms, detail=""):
+    """A line in the interop table's format (see xtask/src/interop.rs, Row::parse)."""
+    print("\t".join(["RESULT", label, kind, str(size), "ok" if ok else "FAIL", ext or "none",
+                     str(int(ms)), detail]), flush=True)
 
 
 def main() -> int:
@@ -165,6 +180,7 @@ def main() -> int:
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("path")
+    ap.add_argument("--label", default=None)
     ap.add_argument("--tls", action="store_true")
     ap.add_argument("--sockets", type=int, default=3)
     ap.add_argument("--sizes", default="0,1,125,126,65535,65536,1048576")
@@ -172,15 +188,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    label = ("h2" if args.tls else "h2c") + (" deflate" if args.deflate else "")
+    label = args.label or ("h2" if args.tls else "h2c") + (" deflate" if args.deflate else "")
 
     c = Client(args)
     while not c.settings:
         c.pump()
     if c.h2.remote_settings.enable_connect_protocol != 1:
-        print(f"FAIL {label}: the server's SETTINGS do not enable extended CONNECT")
+        result(label, "setup", 0, False, "", 0, "the server's SETTINGS do not enable extended CONNECT")
         return 1
-    print(f"ok {label}: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1")
+    print(f"{label}: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1", file=sys.stderr)
 
     for _ in range(args.sockets):
         sid = c.h2.get_next_available_stream_id()
@@ -194,49 +210,53 @@ def main() -> int:
     c.flush()
     while len(c.responses) < args.sockets:
         c.pump()
-    failed = 0
+    ext = ""
     for sid, headers in sorted(c.responses.items()):
         ext = headers.get("sec-websocket-extensions", "")
         if headers.get(":status") != "200" or (args.deflate and not ext.startswith("permessage-deflate")):
-            print(f"FAIL {label} stream {sid}: answered {headers}")
-            failed += 1
-    if failed:
-        return 1
-    print(f"ok {label}: {args.sockets} WebSockets answered 200 on one connection")
+            result(label, "setup", 0, False, ext, 0, f"stream {sid} answered {headers}")
+            return 1
+    print(f"{label}: {args.sockets} WebSockets answered 200 on one connection", file=sys.stderr)
 
-    for sid, ws in sorted(c.sockets.items()):
-        for size in sizes:
-            for opcode, data in ((1, payload.text(size, sid)), (2, payload.binary(size))):
+    failed = 0
+    for size in sizes:
+        for kind, opcode in (("text", 1), ("binary", 2)):
+            t0, bad = time.monotonic(), ""
+            for sid, ws in sorted(c.sockets.items()):
+                data = payload.text(size, sid) if opcode == 1 else payload.binary(size)
                 c.send(sid, ws.message(opcode, data))
                 while not ws.messages:
                     c.pump()
                 got = ws.messages.pop(0)
-                if got != (opcode, data):
-                    print(f"FAIL {label} stream {sid}: opcode {opcode} size {size}: got opcode "
-                          f"{got[0]} size {len(got[1])}")
-                    failed += 1
+                if got != (opcode, data) and not bad:
+                    bad = f"stream {sid}: got opcode {got[0]}, {len(got[1])} bytes"
+            result(label, kind, size, not bad, ext, (time.monotonic() - t0) * 1000, bad)
+            failed += bool(bad)
+
+    # The close handshake ends each stream cleanly: the server's END_STREAM, then ours.
+    t0, bad = time.monotonic(), ""
+    for sid, ws in sorted(c.sockets.items()):
         c.send(sid, frame(8, struct.pack("!H", 1000) + b"bye"))
         while not ws.messages:
             c.pump()
         opcode, data = ws.messages.pop(0)
         if opcode != 8 or data[:2] != struct.pack("!H", 1000):
-            print(f"FAIL {label} stream {sid}: close answered with opcode {opcode} {data!r}")
-            failed += 1
-        # The close handshake ends the stream cleanly: the server's END_STREAM, then ours.
+            bad = bad or f"stream {sid}: close answered with opcode {opcode} {data!r}"
+            continue
         while not ws.ended:
             c.pump()
         if ws.ended != "END_STREAM":
-            print(f"FAIL {label} stream {sid}: after the close the server sent {ws.ended}")
-            failed += 1
+            bad = bad or f"stream {sid}: after the close the server sent {ws.ended}"
             continue
-        if not c.h2.streams.get(sid) or not c.h2.streams[sid].closed:
+        if sid in c.h2.streams and not c.h2.streams[sid].closed:
             try:
                 c.h2.end_stream(sid)
                 c.flush()
             except h2.exceptions.StreamClosedError:
                 pass  # the server's NO_ERROR reset closed it already
-        print(f"ok {label} stream {sid}: {len(sizes) * 2} echoes, close 1000 answered, stream ended")
-    return 1 if failed else 0
+    result(label, "close", 0, not bad, ext, (time.monotonic() - t0) * 1000,
+           bad or f"{args.sockets} closes answered with 1000, streams ended")
+    return 1 if failed or bad else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{interop, proc};
+use crate::{cert, interop, proc};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -135,7 +135,7 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     log("PASS: echo page (screenshot: target/browser-echo.png)");
 
     if own_server {
-        let (cert, key) = test_certificate(&root.join("target/browser-tls"))?;
+        let (cert, key) = cert::test_certificate(&root.join("target/browser-tls"))?;
         for (run, extra, http2) in [
             ("echo-h2", None, true),
             ("echo-h1-tls", Some("--http1-only"), false),
@@ -207,18 +207,6 @@ fn serve_and_run_page(
     let script = browser_dir.join(format!("{script}-page.mjs"));
     run_page(&script, url, env, &screenshot, &srvlog, &mut server, left)?;
     server.stop()
-}
-
-/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM into `dir`: the
-/// paths of the certificate and of its key.
-fn test_certificate(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .context("cannot make a test certificate")?;
-    std::fs::create_dir_all(dir)?;
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, made.cert.pem())?;
-    std::fs::write(&key, made.signing_key.serialize_pem())?;
-    Ok((cert, key))
 }
 
 /// Checks from the echo server's log which protocol the page's WebSockets came over.
