@@ -692,10 +692,24 @@ where
             "{host:?} cannot be used as a tls server name ({e}); use a dns name or an ip address"
         ))
     })?;
+    #[cfg(feature = "http2")]
+    let h2_only = config.alpn_protocols == [http2::ALPN_H2];
     tokio_rustls::TlsConnector::from(config)
         .connect(name, io)
         .await
         .map_err(|e| {
+            // Only h2 was offered and the server has no protocol in common (RFC 7301 §3.2).
+            #[cfg(feature = "http2")]
+            if h2_only
+                && matches!(
+                    e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()),
+                    Some(rustls::Error::AlertReceived(
+                        rustls::AlertDescription::NoApplicationProtocol
+                    ))
+                )
+            {
+                return Error::Http2(crate::error::Http2Error::NotNegotiated);
+            }
             let hint = if e.kind() == io::ErrorKind::InvalidData {
                 hint
             } else {
