@@ -28,12 +28,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 type Body = Either<Empty<Bytes>, Full<Bytes>>;
 
@@ -49,8 +50,8 @@ struct End {
 /// How the test server speaks.
 #[derive(Clone)]
 enum Mode {
-    /// HTTP/2 with prior knowledge, no TLS.
-    H2c,
+    /// HTTP/2 with prior knowledge, no TLS, at most `max_streams` concurrent streams.
+    H2c { max_streams: Option<u32> },
     /// TLS; ALPN `h2` gets HTTP/2 (extended CONNECT enabled when `extended`), anything else
     /// HTTP/1.1 through `Upgrader::accept`.
     Tls {
@@ -63,6 +64,8 @@ struct Server {
     addr: SocketAddr,
     tcp_connections: Arc<AtomicUsize>,
     ends: mpsc::UnboundedReceiver<End>,
+    /// The task of each accepted TCP connection (aborting it drops the connection).
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Server {
@@ -70,6 +73,13 @@ impl Server {
         within("a socket's end on the server", self.ends.recv())
             .await
             .expect("the server is running")
+    }
+
+    /// Drops every TCP connection the server holds, without GOAWAY.
+    fn drop_connections(&self) {
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
     }
 
     fn url(&self, tls: bool, path: &str) -> String {
@@ -86,42 +96,54 @@ async fn serve(upgrader: Upgrader, mode: Mode) -> Server {
     let tcp_connections = Arc::new(AtomicUsize::new(0));
     let (ends_tx, ends) = mpsc::unbounded_channel();
     let count = tcp_connections.clone();
+    let connections = Arc::new(Mutex::new(Vec::new()));
+    let tasks = connections.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let (upgrader, ends_tx, mode) = (upgrader.clone(), ends_tx.clone(), mode.clone());
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 match mode {
-                    Mode::H2c => serve_h2(tcp, upgrader, ends_tx, true).await,
+                    Mode::H2c { max_streams } => serve_h2(tcp, upgrader, ends_tx, true, max_streams).await,
                     Mode::Tls { config, extended } => {
                         let Ok(tls) = TlsAcceptor::from(config).accept(tcp).await else {
                             return;
                         };
                         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            serve_h2(tls, upgrader, ends_tx, extended).await;
+                            serve_h2(tls, upgrader, ends_tx, extended, None).await;
                         } else if let Ok(conn) = upgrader.accept(tls).await {
                             behave("/echo".into(), false, conn, ends_tx).await;
                         }
                     }
                 }
             });
+            tasks.lock().unwrap().push(task.abort_handle());
         }
     });
     Server {
         addr,
         tcp_connections,
         ends,
+        connections,
     }
 }
 
-async fn serve_h2<S>(io: S, upgrader: Upgrader, ends: mpsc::UnboundedSender<End>, extended: bool)
-where
+async fn serve_h2<S>(
+    io: S,
+    upgrader: Upgrader,
+    ends: mpsc::UnboundedSender<End>,
+    extended: bool,
+    max_streams: Option<u32>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| route(upgrader.clone(), ends.clone(), req));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     if extended {
         builder.enable_connect_protocol();
+    }
+    if let Some(max) = max_streams {
+        builder.max_concurrent_streams(max);
     }
     let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
@@ -250,7 +272,10 @@ async fn setup(tls: bool, upgrader: Upgrader) -> (Server, Dialer) {
         .await;
         (server, trusting(&cert, HttpVersion::Http2))
     } else {
-        (serve(upgrader, Mode::H2c).await, dialer(HttpVersion::Http2))
+        (
+            serve(upgrader, Mode::H2c { max_streams: None }).await,
+            dialer(HttpVersion::Http2),
+        )
     }
 }
 
@@ -664,4 +689,150 @@ async fn http2_to_an_http1_only_cleartext_server_fails_cleanly() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::Http2(Http2Error::Connection(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_dropped_and_redialed() {
+    let (server, dialer) = setup(false, Upgrader::new()).await;
+    let (mut first, _) = within("connect", dialer.connect(server.url(false, "/echo")))
+        .await
+        .unwrap();
+    server.drop_connections();
+    let err = within("the end of the first", first.recv()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Closed(c) if c.code == CloseCode::ABNORMAL_CLOSURE),
+        "{err:?}"
+    );
+    let (mut second, _) = within("connect", dialer.connect(server.url(false, "/echo")))
+        .await
+        .unwrap();
+    assert_ne!(h2(&first).connection_id(), h2(&second).connection_id());
+    within("send", second.send_text("again")).await.unwrap();
+    assert_eq!(
+        within("echo", second.recv()).await.unwrap(),
+        Message::text("again")
+    );
+    assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_full_connection_makes_room_on_another() {
+    let server = serve(Upgrader::new(), Mode::H2c { max_streams: Some(2) }).await;
+    let dialer = dialer(HttpVersion::Http2);
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(
+            within("connect", dialer.connect(server.url(false, "/echo")))
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    assert_eq!(h2(&conns[0]).connection_id(), h2(&conns[1]).connection_id());
+    assert_ne!(h2(&conns[1]).connection_id(), h2(&conns[2]).connection_id());
+    assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 2);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let text = format!("socket {i}");
+        within("send", conn.send_text(text.as_str())).await.unwrap();
+        assert_eq!(within("echo", conn.recv()).await.unwrap(), Message::text(text));
+    }
+}
+
+#[tokio::test]
+async fn no_settings_from_the_server_is_a_handshake_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = held_tx.send(tcp);
+        }
+    });
+    let dialer = dialer(HttpVersion::Http2).handshake_timeout(Some(Duration::from_millis(300)));
+    let err = within("the timeout", dialer.connect(format!("ws://{addr}/echo")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(ferrosocket::TimeoutKind::Handshake)),
+        "{err:?}"
+    );
+    assert!(held.try_recv().is_ok());
+}
+
+/// A `CONNECT` proxy (no credentials) relaying to 127.0.0.1; counts tunnels.
+async fn http_proxy() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tokio::io::AsyncReadExt::read(&mut client, &mut byte)
+                        .await
+                        .unwrap_or(0)
+                        == 0
+                    {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let target = head.split(' ').nth(1).unwrap();
+                let port: u16 = target.rsplit_once(':').unwrap().1.parse().unwrap();
+                let mut upstream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[tokio::test]
+async fn proxies_and_connector_hooks_carry_http2() {
+    for tls in [false, true] {
+        let (server, plain) = setup(tls, Upgrader::new()).await;
+        // Through a CONNECT proxy: one tunnel for two sockets.
+        let (proxy, tunnels) = http_proxy().await;
+        let dialer = plain.clone().proxy_url(&format!("http://{proxy}")).unwrap();
+        let (mut a, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
+            .await
+            .unwrap();
+        let (b, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
+            .await
+            .unwrap();
+        assert_eq!(h2(&a).connection_id(), h2(&b).connection_id());
+        assert_eq!(a.get_ref().is_tls(), tls);
+        within("send", a.send_text("proxied")).await.unwrap();
+        assert_eq!(within("echo", a.recv()).await.unwrap(), Message::text("proxied"));
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+
+        // Over a connector hook's transport: no socket addresses, the rest as usual.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let dialer = plain.connector(move |host: &str, port: u16| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let host = host.to_owned();
+            async move { TcpStream::connect((host.as_str(), port)).await }
+        });
+        let (mut c, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
+            .await
+            .unwrap();
+        let (d, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
+            .await
+            .unwrap();
+        assert_eq!(h2(&c).connection_id(), h2(&d).connection_id());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(c.peer_addr().unwrap_err().kind(), std::io::ErrorKind::Unsupported);
+        within("send", c.send_text("hooked")).await.unwrap();
+        assert_eq!(within("echo", c.recv()).await.unwrap(), Message::text("hooked"));
+    }
 }

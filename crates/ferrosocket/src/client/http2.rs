@@ -63,30 +63,44 @@ type Origin = (bool, String, u16);
 type Connection = hyper::client::conn::http2::Connection<TokioIo<SettingsWatch>, Empty<Bytes>, TokioExecutor>;
 
 /// The connection future, polled by its task and asked (between polls) for the server's
-/// settings, which hyper exposes on it.
+/// settings, which hyper exposes on it. Dropped when it ends, which closes the request
+/// handles (`SendRequest::is_closed`).
 struct Driver {
-    connection: Mutex<Pin<Box<Connection>>>,
+    connection: Mutex<Option<Pin<Box<Connection>>>>,
 }
 
 impl Driver {
-    fn connection(&self) -> std::sync::MutexGuard<'_, Pin<Box<Connection>>> {
+    fn connection(&self) -> std::sync::MutexGuard<'_, Option<Pin<Box<Connection>>>> {
         self.connection.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Polls the connection until it ends (the lock is held only during each poll).
     async fn run(self: Arc<Self>) {
-        let ended = std::future::poll_fn(|cx| self.connection().as_mut().poll(cx)).await;
+        let ended = std::future::poll_fn(|cx| {
+            let mut slot = self.connection();
+            let Some(connection) = slot.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let ended = std::task::ready!(connection.as_mut().poll(cx));
+            *slot = None;
+            Poll::Ready(ended)
+        })
+        .await;
         if let Err(e) = ended {
             tracing::debug!(error = %e, "http/2 connection ended with an error");
         }
     }
 
     fn extended_connect(&self) -> bool {
-        self.connection().is_extended_connect_protocol_enabled()
+        self.connection()
+            .as_ref()
+            .is_some_and(|c| c.is_extended_connect_protocol_enabled())
     }
 
     fn max_streams(&self) -> usize {
-        self.connection().current_max_send_streams()
+        self.connection()
+            .as_ref()
+            .map_or(0, |c| c.current_max_send_streams())
     }
 }
 
@@ -315,7 +329,7 @@ async fn start(stream: MaybeTlsStream, leftover: BytesMut, tls: bool) -> Result<
         .await
         .map_err(|e| Http2Error::Connection(Box::new(e)))?;
     let driver = Arc::new(Driver {
-        connection: Mutex::new(Box::pin(connection)),
+        connection: Mutex::new(Some(Box::pin(connection))),
     });
     tokio::spawn(driver.clone().run());
     // hyper exposes the server's SETTINGS only once its connection task applied them; that
