@@ -640,12 +640,10 @@ async fn auto_falls_back_to_http1_when_extended_connect_is_off() {
         },
     )
     .await;
-    let (mut conn, response) = within(
-        "connect",
-        trusting(&cert, HttpVersion::Auto).connect(server.url(true, "/echo")),
-    )
-    .await
-    .unwrap();
+    let auto = trusting(&cert, HttpVersion::Auto);
+    let (mut conn, response) = within("connect", auto.connect(server.url(true, "/echo")))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert!(matches!(conn.get_ref(), MaybeTlsStream::Rustls(_)));
     within("send", conn.send_text("fallback")).await.unwrap();
@@ -657,6 +655,13 @@ async fn auto_falls_back_to_http1_when_extended_connect_is_off() {
     assert!(!server.end().await.http2);
     // The h2 connection that lacked extended CONNECT, then the HTTP/1.1 one.
     assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 2);
+    // The dialer remembers: the next socket goes over HTTP/1.1 at once (one connection more).
+    let (mut again, _) = within("connect", auto.connect(server.url(true, "/echo")))
+        .await
+        .unwrap();
+    assert!(matches!(again.get_ref(), MaybeTlsStream::Rustls(_)));
+    within("close", again.close(None)).await.unwrap();
+    assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 3);
 
     let err = within(
         "refusal",
@@ -834,5 +839,29 @@ async fn proxies_and_connector_hooks_carry_http2() {
         assert_eq!(c.peer_addr().unwrap_err().kind(), std::io::ErrorKind::Unsupported);
         within("send", c.send_text("hooked")).await.unwrap();
         assert_eq!(within("echo", c.recv()).await.unwrap(), Message::text("hooked"));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_connects_share_the_first_dial() {
+    for tls in [false, true] {
+        let (server, dialer) = setup(tls, Upgrader::new()).await;
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let (dialer, url) = (dialer.clone(), server.url(tls, "/echo"));
+            tasks.push(tokio::spawn(async move {
+                let (mut conn, _) = dialer.connect(url).await.unwrap();
+                let text = format!("socket {i}");
+                conn.send_text(text.as_str()).await.unwrap();
+                assert_eq!(conn.recv().await.unwrap(), Message::text(text));
+                conn
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(h2(&within("a socket", t).await.unwrap()).connection_id());
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 1);
     }
 }

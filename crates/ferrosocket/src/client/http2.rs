@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -119,13 +119,34 @@ impl Shared {
     }
 }
 
-/// The HTTP/2 connections of one [`Dialer`] (and its clones), by origin.
+/// The HTTP/2 connections of one [`Dialer`] (and its clones), by origin; what it learnt of
+/// origins that answered [`HttpVersion::Auto`] with HTTP/1.1.
 #[derive(Default)]
 pub(super) struct Pool {
     conns: Mutex<HashMap<Origin, Vec<Shared>>>,
+    /// One lock per origin, held while a connection to it is dialed.
+    dialing: Mutex<HashMap<Origin, Arc<tokio::sync::Mutex<()>>>>,
+    /// Origins that chose HTTP/1.1 in ALPN or have no extended CONNECT: later connects go
+    /// there over HTTP/1.1 at once.
+    http1_only: Mutex<HashSet<Origin>>,
 }
 
 impl Pool {
+    fn dial_lock(&self, origin: &Origin) -> Arc<tokio::sync::Mutex<()>> {
+        let mut dialing = self.dialing.lock().unwrap_or_else(PoisonError::into_inner);
+        dialing.entry(origin.clone()).or_default().clone()
+    }
+
+    fn is_http1_only(&self, origin: &Origin) -> bool {
+        let known = self.http1_only.lock().unwrap_or_else(PoisonError::into_inner);
+        known.contains(origin)
+    }
+
+    fn set_http1_only(&self, origin: Origin) {
+        let mut known = self.http1_only.lock().unwrap_or_else(PoisonError::into_inner);
+        known.insert(origin);
+    }
+
     /// A usable connection to `origin`; closed ones are dropped on the way.
     fn get(&self, origin: &Origin) -> Option<Shared> {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
@@ -229,21 +250,28 @@ pub(super) async fn connect(
     if mode == HttpVersion::Auto && !target.tls {
         return dialer.connect_http1(req, target, None).await;
     }
-    let connect = ConnectRequest::new(dialer, &req, &target)?;
+    let pool = &dialer.inner.h2_pool;
     let origin: Origin = (target.tls, target.host.clone(), target.port);
+    if mode == HttpVersion::Auto && pool.is_http1_only(&origin) {
+        return dialer.connect_http1(req, target, Some(&[ALPN_HTTP11])).await;
+    }
+    let connect = ConnectRequest::new(dialer, &req, &target)?;
     let share = dialer.inner.share_http2;
 
+    // While one connect dials an origin, the others to it wait and then share its connection.
+    let mut dialing = None;
     if share {
-        while let Some(shared) = dialer.inner.h2_pool.get(&origin) {
-            let until = deadline(dialer.inner.handshake_timeout);
-            match open_stream(dialer, &shared, &connect, until).await {
-                Err(Opened::Retry(e)) => {
-                    tracing::debug!(error = %e, "a shared http/2 connection failed; dropping it");
-                    dialer.inner.h2_pool.remove(&origin, shared.conn.id);
-                }
-                Err(Opened::Fail(e)) => return Err(e),
-                Ok(done) => return Ok(done),
-            }
+        if let Some(done) = on_shared(dialer, &origin, &connect).await? {
+            return Ok(done);
+        }
+        let lock = pool.dial_lock(&origin);
+        dialing = Some(lock.lock_owned().await);
+        if let Some(done) = on_shared(dialer, &origin, &connect).await? {
+            return Ok(done);
+        }
+        if mode == HttpVersion::Auto && pool.is_http1_only(&origin) {
+            drop(dialing);
+            return dialer.connect_http1(req, target, Some(&[ALPN_HTTP11])).await;
         }
     }
 
@@ -268,6 +296,8 @@ pub(super) async fn connect(
                 return Err(Http2Error::NotNegotiated.into());
             }
             tracing::debug!("alpn chose http/1.1; websocket over http/1.1 on the same connection");
+            pool.set_http1_only(origin);
+            drop(dialing);
             return dialer.handshake(stream, req, BytesMut::new(), until).await;
         }
         stream
@@ -281,14 +311,38 @@ pub(super) async fn connect(
         }
         tracing::debug!("http/2 without extended CONNECT; websocket over http/1.1 on a fresh connection");
         drop(shared);
+        pool.set_http1_only(origin);
+        drop(dialing);
         return dialer.connect_http1(req, target, Some(&[ALPN_HTTP11])).await;
     }
     if share {
-        dialer.inner.h2_pool.insert(origin, shared.clone());
+        pool.insert(origin, shared.clone());
     }
+    drop(dialing);
     open_stream(dialer, &shared, &connect, until)
         .await
         .map_err(Opened::into_error)
+}
+
+/// A WebSocket on a shared connection to `origin`, if one is usable; connections that fail
+/// on the way are dropped from the pool.
+async fn on_shared(
+    dialer: &Dialer,
+    origin: &Origin,
+    connect: &ConnectRequest,
+) -> Result<Option<(Conn<MaybeTlsStream>, Response<()>)>, Error> {
+    while let Some(shared) = dialer.inner.h2_pool.get(origin) {
+        let until = deadline(dialer.inner.handshake_timeout);
+        match open_stream(dialer, &shared, connect, until).await {
+            Err(Opened::Retry(e)) => {
+                tracing::debug!(error = %e, "a shared http/2 connection failed; dropping it");
+                dialer.inner.h2_pool.remove(origin, shared.conn.id);
+            }
+            Err(Opened::Fail(e)) => return Err(e),
+            Ok(done) => return Ok(Some(done)),
+        }
+    }
+    Ok(None)
 }
 
 /// Why opening a stream failed: on a shared connection, [`Retry`](Self::Retry) means the
