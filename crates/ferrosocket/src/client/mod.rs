@@ -94,6 +94,8 @@ struct Inner {
 /// | [`subprotocols`](Self::subprotocols) | none offered | the application decides what it speaks |
 /// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
 /// | `tls_config` | Mozilla's roots (`webpki-roots`), ALPN `http/1.1` | the same trust on every machine, with no dependency on the platform's store |
+/// | `http_version` (feature `http2`) | HTTP/1.1 | one behaviour unless asked: HTTP/2 (RFC 8441) needs a server that enables extended `CONNECT`; `Auto` finds out |
+/// | `share_http2_connections` (feature `http2`) | on | WebSockets to one server over HTTP/2 share one TCP/TLS connection, HTTP/2's point |
 ///
 /// Frames sent by the client are masked with keys from the OS CSPRNG (RFC 6455 §5.3).
 ///
@@ -361,7 +363,8 @@ impl Dialer {
     }
 
     /// Connects to a `ws://` or `wss://` URL and runs the opening handshake. Returns the
-    /// connection and the server's `101` answer (its headers carry cookies and the like).
+    /// connection and the server's `101` answer (its headers carry cookies and the like; a
+    /// `200` over HTTP/2, see `Dialer::http_version`, feature `http2`).
     ///
     /// `request` is a URL (`&str`, `String`), an [`http::Uri`], or a whole
     /// [`http::Request<()>`] with headers for this call only (see [`IntoClientRequest`]: its
@@ -393,6 +396,10 @@ impl Dialer {
     /// - [`Error::Proxy`] when a proxy refuses the tunnel or does not speak HTTP.
     /// - [`Error::Io`] when connecting or TLS fails.
     /// - [`Error::Closed`] (1006) when the server closed the connection before answering.
+    /// - `Error::Http2` (feature `http2`) when HTTP/2 was required and the server does not
+    ///   offer it, or the HTTP/2 connection or stream failed before the answer (see
+    ///   `Dialer::http_version`). Over HTTP/2 a refusal is
+    ///   [`Error::BadHandshake`] as over HTTP/1.1 (any status but `200`).
     pub async fn connect<R>(&self, request: R) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error>
     where
         R: IntoClientRequest,
