@@ -75,6 +75,9 @@ async fn route(
         return Ok(upgrade(shared, addr, req));
     }
     let response = if path == "/" || path == "/index.html" {
+        if !shared.quiet {
+            println!("{addr} GET {path} over HTTP/2");
+        }
         Response::builder()
             .header("content-type", "text/html; charset=utf-8")
             .header("cache-control", "no-store")
