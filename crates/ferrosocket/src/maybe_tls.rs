@@ -9,6 +9,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+#[cfg(feature = "http2")]
+mod http2;
+#[cfg(feature = "http2")]
+pub use http2::H2Stream;
+#[cfg(feature = "http2")]
+pub(crate) use http2::{H2Connection, StreamCount};
+
 /// A byte stream a [`Dialer::connector`](crate::Dialer::connector) hook may return: anything
 /// `AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static` (a `TcpStream` with options of your
 /// own, a `UnixStream`, a `tokio::io::DuplexStream`, a stream from another network stack...).
@@ -40,17 +47,25 @@ pub enum MaybeTlsStream {
     /// `https://` proxy, with TLS to the server on top for `wss://` (TLS inside TLS through
     /// an `https://` proxy).
     Layered(LayeredStream),
+    /// A stream of an HTTP/2 connection (RFC 8441), possibly shared with other WebSockets to
+    /// the same server (see [`Dialer::http_version`](crate::Dialer::http_version)).
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    Http2(H2Stream),
 }
 
 impl MaybeTlsStream {
     /// The TCP stream underneath (for its addresses or socket options); `None` when the
-    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook.
+    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, and for
+    /// an HTTP/2 stream, whose TCP stream belongs to the connection's task.
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             MaybeTlsStream::Plain(s) => Some(s),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Some(s.get_ref().0),
             MaybeTlsStream::Layered(s) => s.tcp(),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(_) => None,
         }
     }
 
@@ -62,6 +77,23 @@ impl MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(_) => true,
             MaybeTlsStream::Layered(s) => s.is_tls(),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => s.is_tls(),
+        }
+    }
+
+    /// The protocol the server chose in TLS's ALPN, if any.
+    #[cfg(feature = "http2")]
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::Rustls(s) => s.get_ref().1.alpn_protocol(),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::Layered(LayeredStream {
+                top: Layer::Tls(s),
+                server_tls: true,
+            }) => s.get_ref().1.alpn_protocol(),
+            _ => None,
         }
     }
 
@@ -228,6 +260,8 @@ impl AsyncRead for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_read(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -239,6 +273,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -252,6 +288,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -261,6 +299,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
             MaybeTlsStream::Layered(s) => s.top.is_write_vectored(),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => s.is_write_vectored(),
         }
     }
 
@@ -270,6 +310,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_flush(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -279,6 +321,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_shutdown(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -293,12 +337,22 @@ fn no_socket() -> io::Error {
 /// The server's address (the proxy's, through a proxy), for `Conn<MaybeTlsStream>::peer_addr`.
 /// A transport made by a [`Dialer::connector`](crate::Dialer::connector) hook has none:
 /// `Unsupported`.
+///
+/// An HTTP/2 stream reports the addresses of its connection's transport.
 impl crate::SocketAddrs for MaybeTlsStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http2")]
+        if let MaybeTlsStream::Http2(s) = self {
+            return s.addrs().map(|(peer, _)| peer).ok_or_else(no_socket);
+        }
         self.tcp().ok_or_else(no_socket)?.peer_addr()
     }
 
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http2")]
+        if let MaybeTlsStream::Http2(s) = self {
+            return s.addrs().map(|(_, local)| local).ok_or_else(no_socket);
+        }
         self.tcp().ok_or_else(no_socket)?.local_addr()
     }
 }
