@@ -117,6 +117,9 @@ mod client;
 mod conn;
 pub mod docs;
 mod error;
+#[cfg(feature = "http3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+pub mod http3;
 #[cfg(feature = "hyper")]
 mod hyper;
 #[cfg(feature = "json")]
