@@ -287,6 +287,13 @@ impl From<io::Error> for Error {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe => Error::Closed(CloseError::abnormal(e.to_string())),
+            // hyper fails an upgraded HTTP/2 stream with its own error: the peer reset the
+            // stream, or the HTTP/2 connection under it went away. The transport is lost
+            // without a close frame, which RFC 6455 §7.1.5 calls 1006.
+            #[cfg(feature = "http2")]
+            _ if e.get_ref().is_some_and(|inner| inner.is::<::hyper::Error>()) => {
+                Error::Closed(CloseError::abnormal(format!("http/2 stream ended: {e}")))
+            }
             _ => Error::Io(e),
         }
     }

@@ -2,6 +2,12 @@
 //! hyper) answers the request with the 101 that [`Upgrader::decide`] built, and hyper hands
 //! the connection over once that response is written.
 //!
+//! With the feature `http2` the same calls accept a WebSocket opened over hyper's HTTP/2
+//! server (RFC 8441): an extended CONNECT answered `200`, after which hyper hands over the
+//! HTTP/2 stream, flow-controlled on its own, as the same [`Upgraded`] type. The server must
+//! advertise the extension: `hyper::server::conn::http2::Builder::enable_connect_protocol()`
+//! (with hyper-util's auto builder: `builder.http2().enable_connect_protocol()`).
+//!
 //! The bytes hyper read past the request head (a client may send its first frame in the same
 //! packet as the request) stay in hyper's [`Upgraded`], which replays them before reading the
 //! socket again, so the connection sees them first.
@@ -69,7 +75,8 @@ impl Future for HyperUpgrade {
 
 impl Upgrader {
     /// Upgrades a hyper 1 request (HTTP/1.1, served by hyper-util or any server on hyper with
-    /// upgrades enabled): returns the `101 Switching Protocols` response for the service to
+    /// upgrades enabled; with the feature `http2`, also an HTTP/2 extended CONNECT): returns
+    /// the `101 Switching Protocols` response (`200 OK` over HTTP/2) for the service to
     /// return and a [`HyperUpgrade`] that resolves to the connection once hyper sent it, or
     /// the [`Refusal`] whose response to return instead.
     ///
@@ -86,8 +93,11 @@ impl Upgrader {
     /// # Errors
     /// A [`Refusal`]: its response (status, headers, body) is for the client, its error for
     /// you; `refusal.into_response().map(Full::new)` is a hyper response. A request without
-    /// hyper's upgrade handle (not from a hyper server, or HTTP/2) is refused with 426 and
-    /// [`Error::Io`] once it passed every other check.
+    /// hyper's upgrade handle (not from a hyper server) is refused with 426 and
+    /// [`Error::Io`] once it passed every other check. Over HTTP/2 the statuses are those of
+    /// [`ServerHandshake::validate_extended_connect`](ferrosocket_proto::ServerHandshake::validate_extended_connect)
+    /// (405, 501, 400), and an extended CONNECT reaches this only if the feature `http2` is on
+    /// (hyper's `:protocol` is read from the request's extensions).
     ///
     /// ```no_run
     /// use bytes::Bytes;
@@ -161,7 +171,7 @@ pub(crate) fn hyper_parts(
 /// The refusal of a request hyper cannot upgrade.
 fn not_upgradable() -> Refusal {
     let mut response = http::Response::new(Bytes::from_static(
-        b"this connection cannot be upgraded (HTTP/1.1 with upgrades is needed)\n",
+        b"this connection cannot be upgraded (HTTP/1.1 with upgrades, or HTTP/2 with extended CONNECT, is needed)\n",
     ));
     *response.status_mut() = http::StatusCode::UPGRADE_REQUIRED;
     let headers = response.headers_mut();
@@ -178,7 +188,7 @@ fn not_upgradable() -> Refusal {
         Error::Io(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "the request carries no hyper upgrade handle: serve it with hyper's HTTP/1.1 \
-             connection with upgrades enabled",
+             connection with upgrades enabled, or its HTTP/2 connection",
         )),
     )
 }

@@ -13,7 +13,9 @@
 //!   connection of a server with 1001 (going away).
 //! - [`Upgrader::decide`] decides an upgrade request without I/O, for any HTTP server; with
 //!   feature `hyper` (off by default), `Upgrader::upgrade_hyper` upgrades a hyper 1 request
-//!   (hyper-util's server, or a framework on hyper; `ferrosocket-axum` is the axum extractor).
+//!   (hyper-util's server, or a framework on hyper; `ferrosocket-axum` is the axum extractor),
+//!   and with `http2` an HTTP/2 extended CONNECT (RFC 8441): the same [`Conn`] over a stream of
+//!   a shared HTTP/2 connection.
 //!
 //! All protocol rules live in the sans-I/O crate [`ferrosocket_proto`] (re-exported as
 //! [`proto`]); this crate moves bytes. The [`http`] crate is re-exported for requests and
@@ -72,6 +74,7 @@
 //! | `stream` | on | `futures` `Stream` and `Sink` for [`Conn`] and the split halves |
 //! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
 //! | `hyper` | off | `Upgrader::upgrade_hyper`: upgrades of hyper 1 requests (hyper-util servers, frameworks on hyper) |
+//! | `http2` | off | WebSockets over HTTP/2 (RFC 8441): `upgrade_hyper` accepts extended CONNECTs from hyper's HTTP/2 server (implies `hyper`) |
 //! | `metrics` | off | connection, message, byte, close-code, ping and queue metrics through the `metrics` facade (module `metrics` lists them) |
 //!
 //! # Close errors
@@ -157,7 +160,9 @@ pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;
 pub use shutdown::{Shutdown, ShutdownToken};
-pub use upgrader::{Accept, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader};
+pub use upgrader::{
+    Accept, ConnectProtocol, IncomingRequest, PeerAddr, Refusal, Reject, Upgrade, UpgradeRequest, Upgrader,
+};
 
 pub use ferrosocket_proto as proto;
 pub use ferrosocket_proto::{Chunk, CloseCode, CloseFrame, Message, MessageKind, Role, State, Utf8Bytes};

@@ -8,6 +8,7 @@
 //! | `ferrosocket_connections_accepted_total` | counter | | server connections opened (the upgrade succeeded) |
 //! | `ferrosocket_connections_dialed_total` | counter | | client connections opened (the Dialer's handshake succeeded) |
 //! | `ferrosocket_connections_open` | gauge | `role` | connections alive now (opened and not yet dropped) |
+//! | `ferrosocket_handshakes_accepted_total` | counter | `http` | upgrade requests the Upgrader accepted, by the HTTP version they came over (`"1.1"`, `"2"`, `"3"`) |
 //! | `ferrosocket_connections_rejected_total` | counter | `status` | handshakes the Upgrader refused, by the HTTP status it answered (`"403"`, `"400"`, ...) |
 //! | `ferrosocket_messages_received_total` | counter | `role` | text and binary messages received (a streamed message counts at its last chunk) |
 //! | `ferrosocket_messages_sent_total` | counter | `role` | text and binary messages queued to send (a fragmented one counts at its final fragment) |
@@ -154,6 +155,25 @@ pub(crate) fn handshake_rejected(status: http::StatusCode) {
     live::rejected(status);
 }
 
+/// An upgrade request the server accepted, counted by the HTTP version it came over.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn handshake_accepted(version: http::Version) {
+    #[cfg(feature = "metrics")]
+    live::accepted(version);
+}
+
+/// The `http` label: the HTTP version a WebSocket was opened over (bounded: four values).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn http_label(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        http::Version::HTTP_11 => "1.1",
+        _ => "other",
+    }
+}
+
 /// Registers the description and unit of every metric in the table above with the recorder
 /// in force (the global one, or a local one on this thread). Optional: it adds help text.
 ///
@@ -251,6 +271,11 @@ mod live {
         ),
         (OPEN, "connections", "Connections alive now."),
         (
+            HANDSHAKES_ACCEPTED,
+            "handshakes",
+            "Upgrade requests accepted, by the HTTP version they came over.",
+        ),
+        (
             REJECTED,
             "handshakes",
             "Handshakes refused, by the HTTP status answered.",
@@ -303,6 +328,7 @@ mod live {
     const DIALED: &str = "ferrosocket_connections_dialed_total";
     const OPEN: &str = "ferrosocket_connections_open";
     const REJECTED: &str = "ferrosocket_connections_rejected_total";
+    const HANDSHAKES_ACCEPTED: &str = "ferrosocket_handshakes_accepted_total";
     const MESSAGES_RECEIVED: &str = "ferrosocket_messages_received_total";
     const MESSAGES_SENT: &str = "ferrosocket_messages_sent_total";
     const PAYLOAD_RECEIVED: &str = "ferrosocket_payload_bytes_received_total";
@@ -500,6 +526,11 @@ mod live {
         let labels = vec![Label::new("status", status_label(status))];
         counter(&Key::from_parts(REJECTED, labels)).increment(1);
     }
+
+    pub(super) fn accepted(version: http::Version) {
+        let labels = vec![Label::from_static_parts("http", super::http_label(version))];
+        counter(&Key::from_parts(HANDSHAKES_ACCEPTED, labels)).increment(1);
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +538,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use ferrosocket_proto::CloseCode;
+
+    #[test]
+    fn http_versions_are_labelled_within_a_bounded_set() {
+        assert_eq!(http_label(http::Version::HTTP_11), "1.1");
+        assert_eq!(http_label(http::Version::HTTP_2), "2");
+        assert_eq!(http_label(http::Version::HTTP_3), "3");
+        assert_eq!(http_label(http::Version::HTTP_10), "other");
+    }
 
     #[test]
     fn close_codes_are_labelled_within_a_bounded_set() {

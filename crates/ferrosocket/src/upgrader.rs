@@ -2,9 +2,11 @@
 
 mod callback;
 mod decision;
+mod protocol;
 
 pub use callback::{Accept, PeerAddr, Reject, UpgradeRequest};
 pub use decision::{Refusal, Upgrade};
+pub use protocol::ConnectProtocol;
 
 use crate::conn::{Conn, ConnOptions, conn_options_setters};
 use crate::error::{Error, TimeoutKind};
@@ -393,7 +395,11 @@ impl Upgrader {
         }
     }
 
-    /// Decides an upgrade request without any I/O: validates the handshake (RFC 6455 §4.2.1),
+    /// Decides an upgrade request without any I/O: validates the handshake (RFC 6455 §4.2.1 for
+    /// HTTP/1.1; an extended CONNECT for HTTP/2 and HTTP/3, RFC 8441 and RFC 9220, answered
+    /// `200` instead of `101`: see
+    /// [`ServerHandshake::validate_extended_connect`](ferrosocket_proto::ServerHandshake::validate_extended_connect)
+    /// for what is checked and the statuses, and [`ConnectProtocol`] for the `:protocol`),
     /// takes a place under the [connection limit](Self::max_connections), runs the origin
     /// check, negotiates the subprotocol and compression, adds the
     /// [response headers](Self::response_header) and runs the [`on_request`](Self::on_request)
@@ -436,11 +442,13 @@ impl Upgrader {
             Some(slot) => slot,
             None => return Err(self.refusal(Rejection::from(HandshakeError::TooManyConnections))),
         };
-        let mut accepted = self
-            .inner
-            .handshake
-            .validate(parts)
-            .map_err(|r| self.refusal(r))?;
+        let handshake = &self.inner.handshake;
+        let mut accepted = if parts.version >= http::Version::HTTP_2 {
+            handshake.validate_extended_connect(parts, protocol::of(parts))
+        } else {
+            handshake.validate(parts)
+        }
+        .map_err(|r| self.refusal(r))?;
         let origin_ok = match &self.inner.check_origin {
             Some(check) => check(parts),
             None => check_same_origin(parts).is_ok(),
@@ -472,6 +480,7 @@ impl Upgrader {
                 return Err(Refusal::new(callback::internal_error(), Error::BadDecision(e)));
             }
         }
+        crate::metrics::handshake_accepted(parts.version);
         Ok(Upgrade {
             response: accepted.response,
             negotiated: accepted.negotiated,

@@ -199,6 +199,7 @@ fn uncompressed_echo_counts_messages_payload_and_wire_bytes_and_close_codes_exac
         server.await.unwrap();
     });
     assert_eq!(rec.counter(&m("connections_accepted_total", "")), 1);
+    assert_eq!(rec.counter(&m("handshakes_accepted_total", "http=1.1")), 1);
     assert_eq!(rec.counter(&m("connections_dialed_total", "")), 1);
     for role in [S, C] {
         assert_eq!(rec.counter(&m("messages_received_total", role)), 3, "{role}");
@@ -310,6 +311,7 @@ fn refused_handshakes_are_counted_by_the_status_answered() {
     assert_eq!(rec.counter(&m("connections_rejected_total", "status=403")), 1);
     assert_eq!(rec.counter(&m("connections_rejected_total", "status=400")), 1);
     assert_eq!(rec.counter(&m("connections_accepted_total", "")), 0);
+    assert_eq!(rec.counter(&m("handshakes_accepted_total", "http=1.1")), 0);
     assert_eq!(rec.counter(&m("connections_dialed_total", "")), 0);
 }
 
@@ -477,7 +479,7 @@ fn describe_names_every_metric_once() {
     let rec = TestRecorder::default();
     metrics::with_local_recorder(&rec, ferrosocket::metrics::describe);
     let described = rec.described.lock().unwrap().clone();
-    assert_eq!(described.len(), 14, "{described:?}");
+    assert_eq!(described.len(), 15, "{described:?}");
     assert!(described.iter().all(|n| n.starts_with("ferrosocket_")));
     let mut unique = described.clone();
     unique.sort();

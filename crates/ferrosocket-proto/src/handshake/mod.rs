@@ -272,6 +272,17 @@ pub enum HandshakeError {
     /// The server is at its configured connection limit (answered with 503).
     #[error("server is at its connection limit; retry later")]
     TooManyConnections,
+    /// (HTTP/2, HTTP/3) the request is not a CONNECT, the only way to open a WebSocket over
+    /// them (RFC 8441 §4, RFC 9220 §3).
+    #[error(
+        "over HTTP/2 and HTTP/3 a websocket opens with an extended CONNECT; send `:method CONNECT` with `:protocol websocket`"
+    )]
+    NotExtendedConnect,
+    /// (HTTP/2, HTTP/3) a CONNECT whose `:protocol` is missing (a tunnel) or not `websocket`.
+    #[error(
+        "CONNECT with :protocol {0:?} is not supported here; send `:protocol websocket` to open a websocket"
+    )]
+    ConnectProtocol(Option<String>),
     /// (Client) the server answered with this status instead of `101`.
     #[error(
         "server answered with status {0} instead of 101 switching protocols; check the url, credentials and server logs"
@@ -309,6 +320,10 @@ impl HandshakeError {
     /// * `426 Upgrade Required` for
     ///   [`UnsupportedVersion`](Self::UnsupportedVersion) (answer with
     ///   `Sec-WebSocket-Version: 13`, RFC 6455 §4.4).
+    /// * `405 Method Not Allowed` for
+    ///   [`NotExtendedConnect`](Self::NotExtendedConnect) (answer with `Allow: CONNECT`).
+    /// * `501 Not Implemented` for [`ConnectProtocol`](Self::ConnectProtocol): a tunnel or a
+    ///   protocol other than `websocket` is a feature this server lacks, not a client error.
     /// * `431 Request Header Fields Too Large` for
     ///   [`HeaderTooLarge`](Self::HeaderTooLarge) and
     ///   [`TooManyHeaders`](Self::TooManyHeaders).
@@ -321,7 +336,8 @@ impl HandshakeError {
         use ::http::StatusCode;
         match self {
             Self::HeaderTooLarge | Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotGet | Self::NotExtendedConnect => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ConnectProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             Self::HttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,

@@ -175,6 +175,93 @@ impl ServerHandshake {
             .filter(|k| is_valid_key(k))
             .ok_or(HandshakeError::BadKey)?;
 
+        let accept = HeaderValue::try_from(accept_key(key)).map_err(|_| HandshakeError::BadKey)?;
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *response.version_mut() = Version::HTTP_11;
+        let h = response.headers_mut();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+        let negotiated = self.negotiate(headers, response.headers_mut());
+        Ok(Accepted { response, negotiated })
+    }
+
+    /// Checks a WebSocket opening over HTTP/2 (RFC 8441) or HTTP/3 (RFC 9220), an *extended
+    /// CONNECT*, and builds the `200 OK` answer.
+    ///
+    /// `protocol` is the request's `:protocol` pseudo-header, which HTTP libraries keep
+    /// outside the header map (hyper and h2 as a request extension). The authority is the
+    /// URI's (`:authority`), or the `Host` header when the URI has none.
+    ///
+    /// Checked, in this order, with the status each failure gets and why that one:
+    ///
+    /// | check | status | why |
+    /// |---|---|---|
+    /// | method `CONNECT` | `405` with `Allow: CONNECT` | over HTTP/2 and HTTP/3 only an extended CONNECT opens a WebSocket |
+    /// | `:protocol` is `websocket` | `501` | the request is a tunnel (no `:protocol`) or another protocol, which this server does not implement |
+    /// | an authority | `400` | RFC 8441 §4 requires `:authority` |
+    /// | exactly one `Sec-WebSocket-Version: 13` | `400` with `Sec-WebSocket-Version: 13` | `426` would need an `Upgrade` header, which HTTP/2 and HTTP/3 forbid (RFC 9113 §8.2.2) |
+    ///
+    /// There is no `Sec-WebSocket-Key` and no `Sec-WebSocket-Accept` (RFC 8441 §5): a key that
+    /// is present anyway is ignored. Subprotocols and permessage-deflate are negotiated as in
+    /// [`validate`](Self::validate). Malformed pseudo-headers never get this far: the HTTP/2 or
+    /// HTTP/3 layer resets such a stream itself.
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] carrying the first failed check and its status.
+    ///
+    /// ```
+    /// use ferrosocket_proto::ServerHandshake;
+    /// use http::{Method, Request, Version};
+    ///
+    /// let req = Request::builder()
+    ///     .method(Method::CONNECT)
+    ///     .version(Version::HTTP_2)
+    ///     .uri("https://example.com/chat")
+    ///     .header("sec-websocket-version", "13")
+    ///     .header("sec-websocket-protocol", "chat")
+    ///     .body(())
+    ///     .unwrap();
+    /// let server = ServerHandshake::new().subprotocols(["chat"]);
+    /// let accepted = server
+    ///     .validate_extended_connect(&req.into_parts().0, Some("websocket"))
+    ///     .unwrap();
+    /// assert_eq!(accepted.response.status(), 200);
+    /// assert_eq!(accepted.response.version(), Version::HTTP_2);
+    /// assert_eq!(accepted.negotiated.subprotocol.as_deref(), Some("chat"));
+    /// ```
+    pub fn validate_extended_connect(
+        &self,
+        req: &request::Parts,
+        protocol: Option<&str>,
+    ) -> Result<Accepted, Rejection> {
+        let headers = &req.headers;
+        if req.method != Method::CONNECT {
+            return Err(HandshakeError::NotExtendedConnect.into());
+        }
+        if protocol != Some("websocket") {
+            return Err(HandshakeError::ConnectProtocol(protocol.map(str::to_owned)).into());
+        }
+        if authority(req).is_none_or(|a| a.trim_ascii().is_empty()) {
+            return Err(HandshakeError::MissingHost.into());
+        }
+        if single_value(headers, &SEC_WEBSOCKET_VERSION) != Some(WEBSOCKET_VERSION.as_bytes()) {
+            return Err(Rejection {
+                status: StatusCode::BAD_REQUEST,
+                error: HandshakeError::UnsupportedVersion,
+            });
+        }
+        let mut response = Response::new(());
+        *response.version_mut() = req.version;
+        let negotiated = self.negotiate(headers, response.headers_mut());
+        Ok(Accepted { response, negotiated })
+    }
+
+    /// Chooses the subprotocol and the permessage-deflate parameters from the request's
+    /// offers, adding the answers to the response's headers.
+    fn negotiate(&self, headers: &HeaderMap, h: &mut HeaderMap) -> Negotiated {
         let offered: Vec<&str> = headers
             .get_all(SEC_WEBSOCKET_PROTOCOL)
             .iter()
@@ -186,14 +273,6 @@ impl ServerHandshake {
             .find(|p| offered.contains(&p.as_str()))
             .and_then(|p| HeaderValue::from_str(p).ok().map(|v| (p.clone(), v)));
 
-        let accept = HeaderValue::try_from(accept_key(key)).map_err(|_| HandshakeError::BadKey)?;
-        let mut response = Response::new(());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        *response.version_mut() = Version::HTTP_11;
-        let h = response.headers_mut();
-        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(SEC_WEBSOCKET_ACCEPT, accept);
         let mut negotiated = Negotiated::default();
         if let Some((name, value)) = chosen {
             h.insert(SEC_WEBSOCKET_PROTOCOL, value);
@@ -214,7 +293,7 @@ impl ServerHandshake {
                 negotiated.deflate = Some(params);
             }
         }
-        Ok(Accepted { response, negotiated })
+        negotiated
     }
 }
 
@@ -225,6 +304,12 @@ fn single_value<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&
         (Some(v), None) => Some(v.as_bytes().trim_ascii()),
         _ => None,
     }
+}
+
+/// The authority a request names: its one `Host` header, else its URI's authority (HTTP/2
+/// and HTTP/3 carry `:authority` there and may omit `Host`).
+fn authority(req: &request::Parts) -> Option<&[u8]> {
+    single_value(&req.headers, &HOST).or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()))
 }
 
 /// Whether `key` is padded base64 of exactly 16 bytes (24 characters).
@@ -272,7 +357,7 @@ pub fn check_same_origin(req: &request::Parts) -> Result<(), Rejection> {
         .and_then(|u| u.authority().cloned())
         .map(|a| a.as_str().to_owned())
         .filter(|a| !a.contains('@'));
-    let host = single_value(&req.headers, &HOST);
+    let host = authority(req);
     match (origin_host, host) {
         (Some(o), Some(h)) if o.as_bytes().eq_ignore_ascii_case(h) => Ok(()),
         _ => Err(HandshakeError::OriginNotAllowed.into()),
@@ -311,12 +396,15 @@ pub struct Rejection {
 
 impl Rejection {
     /// Headers the rejection response must carry: `Sec-WebSocket-Version:
-    /// 13` for `426` (RFC 6455 §4.4) and `Allow: GET` for `405` (RFC 9110
-    /// §15.5.6). Empty otherwise.
+    /// 13` for a wrong version (`426` over HTTP/1.1, RFC 6455 §4.4; `400` over HTTP/2 and
+    /// HTTP/3) and `Allow` for `405` (RFC 9110 §15.5.6): `GET` over HTTP/1.1, `CONNECT`
+    /// over HTTP/2 and HTTP/3. Empty otherwise.
     pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
-        if self.status == StatusCode::UPGRADE_REQUIRED {
+        if self.status == StatusCode::UPGRADE_REQUIRED || self.error == HandshakeError::UnsupportedVersion {
             h.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static(WEBSOCKET_VERSION));
+        } else if self.error == HandshakeError::NotExtendedConnect {
+            h.insert(ALLOW, HeaderValue::from_static("CONNECT"));
         } else if self.status == StatusCode::METHOD_NOT_ALLOWED {
             h.insert(ALLOW, HeaderValue::from_static("GET"));
         }
@@ -650,5 +738,94 @@ mod tests {
         assert_eq!(r.error, HandshakeError::HeaderTooLarge);
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
         assert!(matches!(server.read_request(&mut buf), Ok(None)));
+    }
+
+    fn connect(version: Version) -> http::request::Builder {
+        Request::builder()
+            .method(Method::CONNECT)
+            .version(version)
+            .uri("https://server.example.com/chat")
+            .header("sec-websocket-version", "13")
+    }
+
+    fn extended(p: &request::Parts, protocol: Option<&str>) -> Result<Accepted, Rejection> {
+        ServerHandshake::new()
+            .subprotocols(["chat"])
+            .deflate(Some(DeflateConfig::default()))
+            .validate_extended_connect(p, protocol)
+    }
+
+    #[test]
+    fn extended_connect_is_answered_200_with_the_negotiated_headers_only() {
+        for version in [Version::HTTP_2, Version::HTTP_3] {
+            let p = parts(
+                connect(version)
+                    .header("sec-websocket-protocol", "other, chat")
+                    .header("sec-websocket-extensions", "permessage-deflate")
+                    .header("sec-websocket-key", "ignored: RFC 8441 uses no key"),
+            );
+            let accepted = extended(&p, Some("websocket")).unwrap();
+            let r = &accepted.response;
+            assert_eq!((r.status(), r.version()), (StatusCode::OK, version));
+            let mut names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(names, ["sec-websocket-extensions", "sec-websocket-protocol"]);
+            assert_eq!(accepted.negotiated.subprotocol.as_deref(), Some("chat"));
+            assert!(accepted.negotiated.deflate.is_some());
+        }
+    }
+
+    #[test]
+    fn extended_connect_takes_host_when_the_uri_has_no_authority() {
+        let mut p = parts(connect(Version::HTTP_2));
+        p.uri = http::Uri::from_static("/chat");
+        assert_eq!(
+            extended(&p, Some("websocket")).unwrap_err().error,
+            HandshakeError::MissingHost
+        );
+        p.headers
+            .insert(HOST, HeaderValue::from_static("server.example.com"));
+        assert!(extended(&p, Some("websocket")).is_ok());
+    }
+
+    #[test]
+    fn malformed_extended_connects_get_their_statuses() {
+        let get = parts(Request::get("https://server.example.com/").version(Version::HTTP_2));
+        let r = extended(&get, None).unwrap_err();
+        assert_eq!(
+            (r.status.as_u16(), r.error.clone()),
+            (405, HandshakeError::NotExtendedConnect)
+        );
+        assert_eq!(r.headers()[ALLOW], "CONNECT");
+
+        let p = parts(connect(Version::HTTP_2));
+        let tunnel = extended(&p, None).unwrap_err();
+        assert_eq!(
+            (tunnel.status.as_u16(), tunnel.error),
+            (501, HandshakeError::ConnectProtocol(None))
+        );
+        let other = extended(&p, Some("webtransport")).unwrap_err();
+        assert_eq!(other.status, 501);
+
+        let mut old = parts(connect(Version::HTTP_2));
+        old.headers
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        let r = extended(&old, Some("websocket")).unwrap_err();
+        assert_eq!(
+            (r.status.as_u16(), r.error.clone()),
+            (400, HandshakeError::UnsupportedVersion)
+        );
+        assert_eq!(r.headers()[SEC_WEBSOCKET_VERSION], "13");
+    }
+
+    #[test]
+    fn same_origin_uses_the_authority_over_http2() {
+        let mut p = parts(connect(Version::HTTP_2));
+        p.headers
+            .insert(ORIGIN, HeaderValue::from_static("https://server.example.com"));
+        assert!(check_same_origin(&p).is_ok());
+        p.headers
+            .insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(check_same_origin(&p).is_err());
     }
 }

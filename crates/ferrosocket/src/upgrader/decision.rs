@@ -37,7 +37,8 @@ impl std::fmt::Debug for Upgrade {
 }
 
 impl Upgrade {
-    /// The `101 Switching Protocols` response: `Upgrade`, `Connection`,
+    /// The `101 Switching Protocols` response (`200 OK` to an HTTP/2 or HTTP/3 extended
+    /// CONNECT, without the three headers of the upgrade): `Upgrade`, `Connection`,
     /// `Sec-WebSocket-Accept`, the chosen `Sec-WebSocket-Protocol` and
     /// `Sec-WebSocket-Extensions`, the upgrader's [response
     /// headers](super::Upgrader::response_header) and the callback's.
