@@ -353,7 +353,32 @@ impl ClientHandshake {
             (Some(a), None) if a.as_bytes().trim_ascii() == accept_key(self.key.as_bytes()).as_bytes() => {}
             _ => return Err(HandshakeError::BadAccept),
         }
+        self.verify_offers(headers)
+    }
 
+    /// Checks the answer to an extended `CONNECT` (RFC 8441 §5 over HTTP/2, RFC 9220 over
+    /// HTTP/3) sent with this handshake's offers, and returns what was agreed on.
+    ///
+    /// There the answer is a `200` without `Upgrade`, `Connection` or `Sec-WebSocket-Accept`
+    /// (the key is not sent; build the request's other headers from the request
+    /// [`new`](Self::new) returned, without its `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Key` and `Host`). Subprotocol and extensions are checked as by
+    /// [`verify`](Self::verify).
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::Status`] for any status other than `200`, then
+    /// [`HandshakeError::UnexpectedSubprotocol`] or [`HandshakeError::UnexpectedExtension`].
+    pub fn verify_extended_connect(&self, resp: &Response<()>) -> Result<Negotiated, HandshakeError> {
+        if resp.status() != StatusCode::OK {
+            return Err(HandshakeError::Status(resp.status().as_u16()));
+        }
+        self.verify_offers(resp.headers())
+    }
+
+    /// The subprotocol and extension checks shared by [`verify`](Self::verify) and
+    /// [`verify_extended_connect`](Self::verify_extended_connect).
+    fn verify_offers(&self, headers: &http::HeaderMap) -> Result<Negotiated, HandshakeError> {
         let mut chosen = Vec::new();
         for line in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
             let text = line.to_str().map_err(|_| {
@@ -609,6 +634,33 @@ mod tests {
                 .header("sec-websocket-accept", ACCEPT),
         );
         assert_eq!(n, Ok(Negotiated::default()));
+    }
+
+    #[test]
+    fn rfc8441_5_verify_extended_connect_wants_200_and_checks_offers() {
+        let hs = handshake(&[("sec-websocket-protocol", "chat")]);
+        let ok = || Response::builder().status(200);
+        let n = hs
+            .verify_extended_connect(&ok().header("sec-websocket-protocol", "chat").body(()).unwrap())
+            .unwrap();
+        assert_eq!(n.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(
+            hs.verify_extended_connect(&ok_response().body(()).unwrap()),
+            Err(HandshakeError::Status(101))
+        );
+        assert_eq!(
+            hs.verify_extended_connect(&ok().header("sec-websocket-protocol", "x").body(()).unwrap()),
+            Err(HandshakeError::UnexpectedSubprotocol("x".into()))
+        );
+        assert_eq!(
+            hs.verify_extended_connect(
+                &ok()
+                    .header("sec-websocket-extensions", "permessage-deflate")
+                    .body(())
+                    .unwrap()
+            ),
+            Err(HandshakeError::UnexpectedExtension("permessage-deflate".into()))
+        );
     }
 
     #[test]
