@@ -129,6 +129,12 @@ pub enum Error {
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(#[source] io::Error),
+    /// WebSockets over HTTP/3 failed below the WebSocket: the QUIC connection, a server
+    /// without RFC 9220 support, or an HTTP/3 protocol error (feature `http3`).
+    #[cfg(feature = "http3")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+    #[error(transparent)]
+    Http3(#[from] crate::http3::Http3Error),
     /// A received message was not the JSON the caller asked for (`recv_json`; feature
     /// `json`). The message was consumed, and the connection remains open: the next `recv`
     /// or `recv_json` reads the next message. Close it yourself if bad input ends the session

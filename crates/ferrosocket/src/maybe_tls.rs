@@ -40,17 +40,25 @@ pub enum MaybeTlsStream {
     /// `https://` proxy, with TLS to the server on top for `wss://` (TLS inside TLS through
     /// an `https://` proxy).
     Layered(LayeredStream),
+    /// `wss://` over HTTP/3 (RFC 9220, [`Dialer::connect_http3`](crate::Dialer::connect_http3)):
+    /// one request stream of a QUIC connection, TLS 1.3 included (boxed, as `Rustls`).
+    #[cfg(feature = "http3")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+    Http3(Box<crate::http3::H3Stream>),
 }
 
 impl MaybeTlsStream {
     /// The TCP stream underneath (for its addresses or socket options); `None` when the
-    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook.
+    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, and over
+    /// HTTP/3 (QUIC runs over UDP).
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             MaybeTlsStream::Plain(s) => Some(s),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Some(s.get_ref().0),
             MaybeTlsStream::Layered(s) => s.tcp(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(_) => None,
         }
     }
 
@@ -62,6 +70,8 @@ impl MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(_) => true,
             MaybeTlsStream::Layered(s) => s.is_tls(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(_) => true,
         }
     }
 
@@ -228,6 +238,8 @@ impl AsyncRead for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_read(cx, buf),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -239,6 +251,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write(cx, buf),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -252,6 +266,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -261,6 +277,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
             MaybeTlsStream::Layered(s) => s.top.is_write_vectored(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => s.is_write_vectored(),
         }
     }
 
@@ -270,6 +288,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_flush(cx),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -279,6 +299,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_shutdown(cx),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -295,10 +317,18 @@ fn no_socket() -> io::Error {
 /// `Unsupported`.
 impl crate::SocketAddrs for MaybeTlsStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http3")]
+        if let MaybeTlsStream::Http3(s) = self {
+            return crate::SocketAddrs::peer_addr(s.as_ref());
+        }
         self.tcp().ok_or_else(no_socket)?.peer_addr()
     }
 
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http3")]
+        if let MaybeTlsStream::Http3(s) = self {
+            return crate::SocketAddrs::local_addr(s.as_ref());
+        }
         self.tcp().ok_or_else(no_socket)?.local_addr()
     }
 }

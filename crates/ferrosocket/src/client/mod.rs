@@ -646,3 +646,24 @@ where
     let _ = tokio::time::timeout_at(until, read).await;
     body.into_body()
 }
+
+/// What the HTTP/3 client (`crate::http3`) takes from a dialer: the same request
+/// preparation and options as the HTTP/1.1 path.
+#[cfg(feature = "http3")]
+impl Dialer {
+    pub(crate) fn prepare_request(&self, req: Request<()>) -> Result<Request<()>, Error> {
+        self.prepare(req)
+    }
+
+    pub(crate) fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.inner.connect_timeout, self.inner.handshake_timeout)
+    }
+
+    pub(crate) fn shared_options(&self) -> Arc<ConnOptions> {
+        self.inner.options.clone()
+    }
+
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.inner.tls.clone()
+    }
+}

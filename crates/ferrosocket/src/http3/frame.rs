@@ -91,10 +91,18 @@ impl FrameDecoder {
         self.buf.extend_from_slice(&bytes[skipped..]);
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // the tests and the fuzz entry point
     /// Whether bytes of an unfinished frame are held (a stream that ends now ends mid-frame:
     /// H3_FRAME_ERROR).
     pub(crate) fn is_mid_frame(&self) -> bool {
         !self.buf.is_empty() || self.skip > 0
+    }
+
+    /// The bytes received after the last frame returned, and how many bytes of a frame
+    /// being skipped are still to come (for a stream whose frames are read from here on by
+    /// other code).
+    pub(crate) fn into_remaining(self) -> (BytesMut, u64) {
+        (self.buf, self.skip)
     }
 
     /// The next whole frame, `Ok(None)` when more bytes are needed.

@@ -12,10 +12,30 @@
 //! streams. Plain HTTP/3 requests are answered by [`Upgrader::decide`](crate::Upgrader::decide)'s
 //! refusal.
 
+mod client;
 mod codes;
+mod error;
 mod frame;
 mod huffman;
 mod huffman_table;
 mod qpack;
+mod server;
+mod session;
 mod static_table;
+mod stream;
 mod varint;
+
+pub use client::Http3Session;
+pub use error::Http3Error;
+pub use server::{Http3Server, server_config};
+pub use stream::H3Stream;
+
+/// The ALPN protocol id of HTTP/3 (RFC 9114 §3.1).
+pub const ALPN: &[u8] = b"h3";
+
+/// The largest header section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE, counted as RFC
+/// 9114 §4.2.2 does): far more than any WebSocket handshake needs.
+pub(crate) const MAX_FIELD_SECTION_SIZE: usize = 64 * 1024;
+
+/// The largest refusal body a client keeps (like the HTTP/1.1 Dialer's).
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
