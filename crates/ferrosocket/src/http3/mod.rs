@@ -30,6 +30,10 @@ pub use error::Http3Error;
 pub use server::{Http3Server, server_config};
 pub use stream::H3Stream;
 
+/// The QUIC implementation underneath, for endpoints and configurations
+/// ([`quinn::Endpoint::server`], [`server_config`]).
+pub use quinn;
+
 /// The ALPN protocol id of HTTP/3 (RFC 9114 §3.1).
 pub const ALPN: &[u8] = b"h3";
 

@@ -270,12 +270,18 @@ fn response_headers(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
     out
 }
 
-/// A quinn server configuration for HTTP/3 from a rustls one: ALPN `h3` is set (replacing
-/// any other), TLS 1.3 is required by QUIC (the config must allow it).
+/// A quinn server configuration for HTTP/3 from a rustls one (for example from
+/// [`tls::server_config`](crate::tls::server_config)): a copy with ALPN `h3` (replacing any
+/// other). QUIC needs TLS 1.3: the config must allow it.
 ///
 /// ```no_run
-/// # fn run(tls: rustls::ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-/// let config = ferrosocket::http3::server_config(tls)?;
+/// # fn run(cert: Vec<u8>, key: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+/// use ferrosocket::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+/// let tls = ferrosocket::tls::server_config(
+///     vec![CertificateDer::from(cert)],
+///     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+/// )?;
+/// let config = ferrosocket::http3::server_config(&tls)?;
 /// let endpoint = quinn::Endpoint::server(config, "127.0.0.1:4433".parse()?)?;
 /// # Ok(()) }
 /// ```
@@ -283,7 +289,8 @@ fn response_headers(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
 /// # Errors
 /// [`Error::Http3`] ([`Http3Error::Connect`]) when the rustls configuration cannot serve
 /// QUIC (no TLS 1.3 cipher suite, or early data set to an unsupported value).
-pub fn server_config(mut tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, Error> {
+pub fn server_config(tls: &rustls::ServerConfig) -> Result<quinn::ServerConfig, Error> {
+    let mut tls = tls.clone();
     tls.alpn_protocols = vec![super::ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| Http3Error::Connect(format!("the TLS configuration cannot serve QUIC: {e}")))?;
