@@ -148,6 +148,9 @@ mod upgrader;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::hyper::{HyperConn, HyperUpgrade};
 pub use addr::SocketAddrs;
+#[cfg(feature = "http3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+pub use client::Http3Session;
 pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use conn::streamed::{MessageReader, MessageWriter};

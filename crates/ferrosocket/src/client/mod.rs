@@ -6,10 +6,14 @@
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
+#[cfg(feature = "http3")]
+mod http3;
 mod no_proxy;
 mod proxy;
 mod request;
 
+#[cfg(feature = "http3")]
+pub use self::http3::Http3Session;
 pub use no_proxy::NoProxy;
 pub use proxy::ProxyConfig;
 pub use request::IntoClientRequest;

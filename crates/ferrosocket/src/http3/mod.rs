@@ -12,21 +12,18 @@
 //! streams. Plain HTTP/3 requests are answered by [`Upgrader::decide`](crate::Upgrader::decide)'s
 //! refusal.
 
-mod client;
-mod codes;
-mod error;
-mod frame;
+pub(crate) mod codes;
+pub(crate) mod frame;
 mod huffman;
 mod huffman_table;
-mod qpack;
+pub(crate) mod qpack;
 mod server;
-mod session;
+pub(crate) mod session;
 mod static_table;
 mod stream;
 mod varint;
 
-pub use client::Http3Session;
-pub use error::Http3Error;
+pub use crate::error::Http3Error;
 pub use server::{Http3Server, server_config};
 pub use stream::H3Stream;
 

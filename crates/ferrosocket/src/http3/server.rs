@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use super::codes::{self, CodecError};
 use super::frame::{self, Frame, FrameDecoder};
 use super::session::{Session, SessionGuard, fail};
-use super::{H3Stream, Http3Error, MAX_FIELD_SECTION_SIZE, qpack};
+use super::{H3Stream, MAX_FIELD_SECTION_SIZE, qpack};
+use crate::error::Http3Error;
 use crate::{Conn, ConnectProtocol, Error, Upgrader};
 
 /// How many accepted WebSockets may wait for [`Http3Server::accept`] before request

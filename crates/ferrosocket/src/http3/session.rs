@@ -9,8 +9,9 @@ use tokio::sync::watch;
 
 use super::codes::{self, CodecError};
 use super::frame::{Frame, FrameDecoder, Settings};
-use super::{Http3Error, MAX_FIELD_SECTION_SIZE, varint};
+use super::{MAX_FIELD_SECTION_SIZE, varint};
 use crate::Error;
+use crate::error::Http3Error;
 
 /// The unidirectional stream types (RFC 9114 §6.2, RFC 9204 §4.2).
 const CONTROL_STREAM: u64 = 0x00;

@@ -35,7 +35,7 @@ const LINGER: Duration = Duration::from_secs(5);
 /// connection are unaffected by this one stalling: QUIC flow control is per stream.
 ///
 /// The QUIC connection is closed (`H3_NO_ERROR`) once its last stream and its
-/// [`Http3Session`](super::Http3Session) or [`Http3Server`](super::Http3Server) are dropped.
+/// [`Http3Session`](crate::Http3Session) or [`Http3Server`](super::Http3Server) are dropped.
 pub struct H3Stream {
     send: quinn::SendStream,
     recv: quinn::RecvStream,

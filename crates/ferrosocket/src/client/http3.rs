@@ -11,11 +11,11 @@ use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
-use super::codes::{self, CodecError};
-use super::frame::{self, Frame, FrameDecoder};
-use super::session::{Session, fail};
-use super::{H3Stream, Http3Error, MAX_ERROR_BODY, MAX_FIELD_SECTION_SIZE, qpack};
-use crate::error::{HandshakeResponse, TimeoutKind};
+use crate::error::{HandshakeResponse, Http3Error, TimeoutKind};
+use crate::http3::codes::{self, CodecError};
+use crate::http3::frame::{self, Frame, FrameDecoder};
+use crate::http3::session::{Session, fail};
+use crate::http3::{H3Stream, MAX_ERROR_BODY, MAX_FIELD_SECTION_SIZE, qpack};
 use crate::{Conn, Dialer, Error, IntoClientRequest, MaybeTlsStream};
 
 /// QUIC keep-alive of client connections: an idle WebSocket must not let the QUIC idle
@@ -152,7 +152,7 @@ impl Dialer {
             None => crate::tls::webpki_client_config()?,
         };
         let mut tls = (*tls).clone();
-        tls.alpn_protocols = vec![super::ALPN.to_vec()];
+        tls.alpn_protocols = vec![crate::http3::ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| {
             Http3Error::Connect(format!("the TLS configuration cannot be used for QUIC: {e}"))
         })?;
