@@ -8,7 +8,8 @@
 //!    websockets and a ws echo server with compression on (the servers report what they
 //!    negotiated); skipped with a message if the binary has no `client --once`.
 //!
-//! Installs what it needs on first use: `.venv-interop/` (websockets) and
+//! Installs what it needs on first use: `.venv-interop/` (websockets, and aioquic for the HTTP/3
+//! peer `scripts/interop/h3_client.py`) and
 //! `scripts/interop/node_modules` (ws, pinned in `scripts/interop/package.json`). Everything
 //! listens on 127.0.0.1 only. Prints a table; fails on any mismatch, error, or compression not
 //! negotiated. Environment: `INTEROP_TIMEOUT` seconds per message (default 60),
@@ -26,6 +27,8 @@ use anyhow::{Context, Result, bail};
 use crate::proc;
 
 const WEBSOCKETS_VERSION: &str = "17.4";
+/// aioquic, for the HTTP/3 (RFC 9220) peer `scripts/interop/h3_client.py`.
+const AIOQUIC_VERSION: &str = "1.7.2";
 const WS_VERSION: &str = "8.23.0";
 
 /// Arguments of `cargo xtask interop`.
@@ -236,7 +239,9 @@ fn interop(ctx: &mut Ctx, no_build: bool) -> Result<()> {
 }
 
 fn setup_python(ctx: &Ctx) -> Result<()> {
-    let check = format!("import sys, websockets; sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}')");
+    let check = format!(
+        "import sys, websockets, aioquic; sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}' or aioquic.__version__ != '{AIOQUIC_VERSION}')"
+    );
     let env = |c: &mut Command| {
         c.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -253,7 +258,7 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
     }
     let venv = ctx.root.join(".venv-interop");
     log(format!(
-        "installing websockets {WEBSOCKETS_VERSION} into .venv-interop"
+        "installing websockets {WEBSOCKETS_VERSION} and aioquic {AIOQUIC_VERSION} into .venv-interop"
     ));
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
@@ -272,11 +277,12 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
             "install",
             "-q",
             &format!("websockets=={WEBSOCKETS_VERSION}"),
+            &format!("aioquic=={AIOQUIC_VERSION}"),
         ]),
         Duration::from_secs(600),
     ) {
         let _ = std::fs::remove_dir_all(&venv);
-        return Err(err.context("pip install websockets failed"));
+        return Err(err.context("pip install websockets aioquic failed"));
     }
     proc::run(Command::new(&ctx.py).args(["-c", "import websockets.asyncio.client"]))
         .context("websockets does not import")

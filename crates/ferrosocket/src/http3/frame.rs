@@ -91,7 +91,6 @@ impl FrameDecoder {
         self.buf.extend_from_slice(&bytes[skipped..]);
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // the tests and the fuzz entry point
     /// Whether bytes of an unfinished frame are held (a stream that ends now ends mid-frame:
     /// H3_FRAME_ERROR).
     pub(crate) fn is_mid_frame(&self) -> bool {

@@ -14,6 +14,7 @@
 
 pub(crate) mod codes;
 pub(crate) mod frame;
+mod fuzzing;
 mod huffman;
 mod huffman_table;
 pub(crate) mod qpack;
@@ -24,6 +25,8 @@ mod stream;
 mod varint;
 
 pub use crate::error::Http3Error;
+#[doc(hidden)]
+pub use fuzzing::fuzz_decode;
 pub use server::{Http3Server, server_config};
 pub use stream::H3Stream;
 
