@@ -527,3 +527,67 @@ async fn aioquic_client_interop() {
     assert!(out.status.success(), "h3_client.py failed:\n{stdout}\n{stderr}");
     assert!(stdout.starts_with("ok: h3 websocket echo"), "{stdout}");
 }
+
+/// A plain GET over HTTP/3 (not an extended CONNECT) gets `decide`'s refusal status, sent by
+/// a raw QUIC client whose request is QPACK-encoded by hand here.
+#[tokio::test]
+async fn a_plain_get_gets_the_refusal_status() {
+    let cert = cert();
+    let server = serve(&cert, Upgrader::new(), echo).await;
+    let authority = format!("127.0.0.1:{}", server.addr.port());
+    let (parts, ()) = http::Request::get(format!("https://{authority}/"))
+        .version(http::Version::HTTP_3)
+        .body(())
+        .unwrap()
+        .into_parts();
+    let expected = Upgrader::new().decide(&parts, None).unwrap_err().status();
+    assert!(expected.is_client_error(), "{expected}");
+
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let mut tls = (*client_config_with_roots(roots).unwrap()).clone();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic_tls)));
+    let quic = timeout(T, endpoint.connect(server.addr, "127.0.0.1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut control = quic.open_uni().await.unwrap();
+    control.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
+    let (mut send, mut recv) = quic.open_bi().await.unwrap();
+    // Required Insert Count 0, Base 0; :method GET (static 17), :scheme https (23), :path /
+    // (1), then :authority by static name reference (0) with a literal value.
+    let mut block = vec![
+        0x00,
+        0x00,
+        0xc0 | 17,
+        0xc0 | 23,
+        0xc0 | 1,
+        0x50,
+        authority.len() as u8,
+    ];
+    block.extend_from_slice(authority.as_bytes());
+    let mut frame = vec![0x01, block.len() as u8];
+    frame.extend_from_slice(&block);
+    send.write_all(&frame).await.unwrap();
+    send.finish().unwrap();
+    let answer = timeout(T, recv.read_to_end(1 << 16)).await.unwrap().unwrap();
+    // A HEADERS frame first, carrying the status digits (a literal: not in the static table,
+    // or an indexed line for the statuses it has).
+    assert_eq!(answer[0], 0x01, "{answer:?}");
+    let status = expected.as_str().as_bytes();
+    // Indexed static lines (RFC 9204 §4.5.2, 6-bit prefix): 404 is 27; 400, 403 and 421
+    // are 67, 68 and 69 (0xff then the rest past 63).
+    let indexed: Option<Vec<u8>> = match status {
+        b"404" => Some(vec![0xc0 | 27]),
+        b"400" => Some(vec![0xff, 67 - 63]),
+        b"403" => Some(vec![0xff, 68 - 63]),
+        b"421" => Some(vec![0xff, 69 - 63]),
+        _ => None,
+    };
+    let carried = answer.windows(3).any(|w| w == status)
+        || indexed.is_some_and(|pat| answer.windows(pat.len()).any(|w| w == pat));
+    assert!(carried, "status {expected} not in {answer:?}");
+}

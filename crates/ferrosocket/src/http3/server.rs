@@ -17,6 +17,9 @@ use crate::{Conn, ConnectProtocol, Error, Upgrader};
 /// streams wait too.
 const BACKLOG: usize = 64;
 
+/// QUIC keep-alive of server connections (below quinn's 30 s idle timeout).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The server side of HTTP/3 on one QUIC connection, from [`Upgrader::accept_http3`]:
 /// every extended CONNECT (RFC 9220) the [`Upgrader`] accepts becomes a [`Conn`], in
 /// [`accept`](Self::accept). Requests it refuses (plain GETs among them) get the refusal's
@@ -273,7 +276,8 @@ fn response_headers(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
 
 /// A quinn server configuration for HTTP/3 from a rustls one (for example from
 /// [`tls::server_config`](crate::tls::server_config)): a copy with ALPN `h3` (replacing any
-/// other). QUIC needs TLS 1.3: the config must allow it.
+/// other) and a QUIC keep-alive every 10 s, so that idle WebSockets outlive quinn's 30 s
+/// idle timeout. QUIC needs TLS 1.3: the config must allow it.
 ///
 /// ```no_run
 /// # fn run(cert: Vec<u8>, key: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
@@ -295,5 +299,10 @@ pub fn server_config(tls: &rustls::ServerConfig) -> Result<quinn::ServerConfig, 
     tls.alpn_protocols = vec![super::ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| Http3Error::Connect(format!("the TLS configuration cannot serve QUIC: {e}")))?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    // WebSockets idle for long: keep the QUIC connection from timing out under them.
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
 }
