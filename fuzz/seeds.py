@@ -282,3 +282,30 @@ for name, data in {
     "foreign": b"hello, not ours",
 }.items():
     write("hub_envelope", name, data)
+
+# ---- h3_frames -------------------------------------------------------------------------------
+# First byte: piece size selector; then HTTP/3 frames (RFC 9114 §7) as a stream carries them.
+def h3_frame(ty, payload):
+    def varint(v):
+        if v < 64:
+            return bytes([v])
+        if v < 16384:
+            return struct.pack(">H", v | 0x4000)
+        return struct.pack(">I", v | 0x80000000)
+    return varint(ty) + varint(len(payload)) + payload
+
+CONNECT = (b"\x00\x00" + b"\xcf"                      # :method CONNECT (static 15)
+           + b"\x27\x02:protocol" + b"\x09websocket"  # literal name, literal value
+           + b"\xd7"                                  # :scheme https (static 23)
+           + b"\x50\x0blocalhost:1"                   # :authority (static name 0)
+           + b"\x51\x03/ws"                           # :path (static name 1)
+           + b"\x27\x0esec-websocket-version\x0213")
+for name, data in {
+    "settings": b"\x03" + h3_frame(4, b"\x01\x00\x07\x00\x06\x80\x00\x40\x00\x08\x01"),
+    "connect": b"\x00" + h3_frame(1, CONNECT) + h3_frame(0, b"\x81\x80abcd"),
+    "huffman-headers": b"\x07" + h3_frame(1, b"\x00\x00\x2f\x01\x25\xa8\x49\xe9\x5b\xa9\x7d\x7f\x89\x25\xa8\x49\xe9\x5b\xb8\xe8\xb4\xbf"),
+    "unknown-then-data": b"\x02" + h3_frame(0x21, b"xyz") + h3_frame(0, b"hi"),
+    "dynamic-ref": b"\x0f" + h3_frame(1, b"\x02\x00\x80"),
+    "huffman-string": b"\x00\xf1\xe3\xc2\xe5\xf2\x3a\x6b\xa0\xab\x90\xf4\xff",
+}.items():
+    write("h3_frames", name, data)

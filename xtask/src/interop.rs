@@ -11,7 +11,8 @@
 //!    websockets and a ws echo server with compression on (the servers report what they
 //!    negotiated); skipped with a message if the binary has no `client --once`.
 //!
-//! Installs what it needs on first use: `.venv-interop/` (websockets, h2) and
+//! Installs what it needs on first use: `.venv-interop/` (websockets; h2 and aioquic for the
+//! HTTP/2 and HTTP/3 peers) and
 //! `scripts/interop/node_modules` (ws, pinned in `scripts/interop/package.json`). Everything
 //! listens on 127.0.0.1 only. Prints a table; fails on any mismatch, error, or compression not
 //! negotiated. Environment: `INTEROP_TIMEOUT` seconds per message (default 60),
@@ -31,6 +32,8 @@ use crate::{cert, proc};
 const WEBSOCKETS_VERSION: &str = "17.4";
 /// python-hyper's HTTP/2 stack, for RFC 8441 by hand (scripts/interop/h2_client.py).
 const H2_VERSION: &str = "4.1.0";
+/// aioquic, for the HTTP/3 (RFC 9220) peer `scripts/interop/h3_client.py`.
+const AIOQUIC_VERSION: &str = "1.7.2";
 const WS_VERSION: &str = "8.23.0";
 
 /// Arguments of `cargo xtask interop`.
@@ -288,8 +291,9 @@ fn interop(ctx: &mut Ctx, no_build: bool) -> Result<()> {
 
 fn setup_python(ctx: &Ctx) -> Result<()> {
     let check = format!(
-        "import sys, websockets, importlib.metadata as m; \
-         sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}' or m.version('h2') != '{H2_VERSION}')"
+        "import sys, websockets, aioquic, importlib.metadata as m; \
+         sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}' or m.version('h2') != '{H2_VERSION}' \
+         or aioquic.__version__ != '{AIOQUIC_VERSION}')"
     );
     let env = |c: &mut Command| {
         c.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -307,7 +311,7 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
     }
     let venv = ctx.root.join(".venv-interop");
     log(format!(
-        "installing websockets {WEBSOCKETS_VERSION} and h2 {H2_VERSION} into .venv-interop"
+        "installing websockets {WEBSOCKETS_VERSION}, h2 {H2_VERSION} and aioquic {AIOQUIC_VERSION} into .venv-interop"
     ));
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
@@ -327,14 +331,15 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
             "-q",
             &format!("websockets=={WEBSOCKETS_VERSION}"),
             &format!("h2=={H2_VERSION}"),
+            &format!("aioquic=={AIOQUIC_VERSION}"),
         ]),
         Duration::from_secs(600),
     ) {
         let _ = std::fs::remove_dir_all(&venv);
-        return Err(err.context("pip install websockets h2 failed"));
+        return Err(err.context("pip install websockets h2 aioquic failed"));
     }
-    proc::run(Command::new(&ctx.py).args(["-c", "import websockets.asyncio.client, h2.connection"]))
-        .context("websockets or h2 does not import")
+    proc::run(Command::new(&ctx.py).args(["-c", "import websockets.asyncio.client, h2.connection, aioquic"]))
+        .context("websockets, h2 or aioquic does not import")
 }
 
 /// The version of an installed npm package, if any.

@@ -75,6 +75,7 @@
 //! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
 //! | `hyper` | off | `Upgrader::upgrade_hyper`: upgrades of hyper 1 requests (hyper-util servers, frameworks on hyper) |
 //! | `http2` | off | WebSockets over HTTP/2 (RFC 8441): `upgrade_hyper` accepts extended CONNECTs from hyper's HTTP/2 server (implies `hyper`) |
+//! | `http3` | off | WebSockets over HTTP/3 (RFC 9220), both roles, over quinn: `Upgrader::accept_http3`, `Dialer::connect_http3`, [`Http3Session`], module `http3` (implies `rustls`) |
 //! | `metrics` | off | connection, message, byte, close-code, ping and queue metrics through the `metrics` facade (module `metrics` lists them) |
 //!
 //! # Close errors
@@ -120,6 +121,9 @@ mod client;
 mod conn;
 pub mod docs;
 mod error;
+#[cfg(feature = "http3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+pub mod http3;
 #[cfg(feature = "hyper")]
 mod hyper;
 #[cfg(feature = "json")]
@@ -145,6 +149,9 @@ mod upgrader;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::hyper::{HyperConn, HyperUpgrade};
 pub use addr::SocketAddrs;
+#[cfg(feature = "http3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+pub use client::Http3Session;
 #[cfg(feature = "http2")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
 pub use client::HttpVersion;

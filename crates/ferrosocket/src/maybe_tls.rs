@@ -47,6 +47,11 @@ pub enum MaybeTlsStream {
     /// `https://` proxy, with TLS to the server on top for `wss://` (TLS inside TLS through
     /// an `https://` proxy).
     Layered(LayeredStream),
+    /// `wss://` over HTTP/3 (RFC 9220, [`Dialer::connect_http3`](crate::Dialer::connect_http3)):
+    /// one request stream of a QUIC connection, TLS 1.3 included (boxed, as `Rustls`).
+    #[cfg(feature = "http3")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+    Http3(Box<crate::http3::H3Stream>),
     /// A stream of an HTTP/2 connection (RFC 8441), possibly shared with other WebSockets to
     /// the same server (see [`Dialer::http_version`](crate::Dialer::http_version)).
     #[cfg(feature = "http2")]
@@ -56,14 +61,17 @@ pub enum MaybeTlsStream {
 
 impl MaybeTlsStream {
     /// The TCP stream underneath (for its addresses or socket options); `None` when the
-    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, and for
-    /// an HTTP/2 stream, whose TCP stream belongs to the connection's task.
+    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, for an
+    /// HTTP/2 stream (whose TCP stream belongs to the connection's task), and over HTTP/3
+    /// (QUIC runs over UDP).
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             MaybeTlsStream::Plain(s) => Some(s),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Some(s.get_ref().0),
             MaybeTlsStream::Layered(s) => s.tcp(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(_) => None,
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(_) => None,
         }
@@ -77,6 +85,8 @@ impl MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(_) => true,
             MaybeTlsStream::Layered(s) => s.is_tls(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(_) => true,
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => s.is_tls(),
         }
@@ -260,6 +270,8 @@ impl AsyncRead for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_read(cx, buf),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -273,6 +285,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write(cx, buf),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -288,6 +302,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
@@ -299,6 +315,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
             MaybeTlsStream::Layered(s) => s.top.is_write_vectored(),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => s.is_write_vectored(),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => s.is_write_vectored(),
         }
@@ -310,6 +328,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_flush(cx),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_flush(cx),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => Pin::new(s).poll_flush(cx),
         }
@@ -321,6 +341,8 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_shutdown(cx),
+            #[cfg(feature = "http3")]
+            MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             #[cfg(feature = "http2")]
             MaybeTlsStream::Http2(s) => Pin::new(s).poll_shutdown(cx),
         }
@@ -338,9 +360,14 @@ fn no_socket() -> io::Error {
 /// A transport made by a [`Dialer::connector`](crate::Dialer::connector) hook has none:
 /// `Unsupported`.
 ///
-/// An HTTP/2 stream reports the addresses of its connection's transport.
+/// An HTTP/2 stream reports the addresses of its connection's transport, an HTTP/3 stream those
+/// of its QUIC connection.
 impl crate::SocketAddrs for MaybeTlsStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http3")]
+        if let MaybeTlsStream::Http3(s) = self {
+            return crate::SocketAddrs::peer_addr(s.as_ref());
+        }
         #[cfg(feature = "http2")]
         if let MaybeTlsStream::Http2(s) = self {
             return s.addrs().map(|(peer, _)| peer).ok_or_else(no_socket);
@@ -349,6 +376,10 @@ impl crate::SocketAddrs for MaybeTlsStream {
     }
 
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        #[cfg(feature = "http3")]
+        if let MaybeTlsStream::Http3(s) = self {
+            return crate::SocketAddrs::local_addr(s.as_ref());
+        }
         #[cfg(feature = "http2")]
         if let MaybeTlsStream::Http2(s) = self {
             return s.addrs().map(|(_, local)| local).ok_or_else(no_socket);

@@ -395,6 +395,12 @@ impl Upgrader {
         }
     }
 
+    /// The handshake timeout, for integrations that read the request themselves (HTTP/3).
+    #[cfg(feature = "http3")]
+    pub(crate) fn handshake_timeout_value(&self) -> Option<Duration> {
+        self.inner.handshake_timeout
+    }
+
     /// Decides an upgrade request without any I/O: validates the handshake (RFC 6455 §4.2.1 for
     /// HTTP/1.1; an extended CONNECT for HTTP/2 and HTTP/3, RFC 8441 and RFC 9220, answered
     /// `200` instead of `101`: see

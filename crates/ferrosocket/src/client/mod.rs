@@ -6,12 +6,16 @@
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
+#[cfg(feature = "http3")]
+mod http3;
 #[cfg(feature = "http2")]
 mod http2;
 mod no_proxy;
 mod proxy;
 mod request;
 
+#[cfg(feature = "http3")]
+pub use self::http3::Http3Session;
 #[cfg(feature = "http2")]
 pub use http2::HttpVersion;
 
@@ -779,4 +783,25 @@ where
     // A timeout keeps what arrived so far.
     let _ = tokio::time::timeout_at(until, read).await;
     body.into_body()
+}
+
+/// What the HTTP/3 client (`crate::http3`) takes from a dialer: the same request
+/// preparation and options as the HTTP/1.1 path.
+#[cfg(feature = "http3")]
+impl Dialer {
+    pub(crate) fn prepare_request(&self, req: Request<()>) -> Result<Request<()>, Error> {
+        self.prepare(req)
+    }
+
+    pub(crate) fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.inner.connect_timeout, self.inner.handshake_timeout)
+    }
+
+    pub(crate) fn shared_options(&self) -> Arc<ConnOptions> {
+        self.inner.options.clone()
+    }
+
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.inner.tls.clone()
+    }
 }

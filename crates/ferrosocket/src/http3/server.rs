@@ -1,0 +1,308 @@
+//! The server role: [`Upgrader::accept_http3`] runs HTTP/3 on an accepted QUIC connection
+//! and hands out a [`Conn`] per accepted extended CONNECT.
+
+use bytes::BytesMut;
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use std::sync::{Arc, Weak};
+use tokio::sync::mpsc;
+
+use super::codes::{self, CodecError};
+use super::frame::{self, Frame, FrameDecoder};
+use super::session::{Session, SessionGuard, fail};
+use super::{H3Stream, MAX_FIELD_SECTION_SIZE, qpack};
+use crate::error::Http3Error;
+use crate::{Conn, ConnectProtocol, Error, Upgrader};
+
+/// How many accepted WebSockets may wait for [`Http3Server::accept`] before request
+/// streams wait too.
+const BACKLOG: usize = 64;
+
+/// QUIC keep-alive of server connections (below quinn's 30 s idle timeout).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The server side of HTTP/3 on one QUIC connection, from [`Upgrader::accept_http3`]:
+/// every extended CONNECT (RFC 9220) the [`Upgrader`] accepts becomes a [`Conn`], in
+/// [`accept`](Self::accept). Requests it refuses (plain GETs among them) get the refusal's
+/// status, headers and body, and are not seen here.
+///
+/// Request streams are handled concurrently: one client slow to send its headers does not
+/// delay the others (each has the upgrader's handshake timeout).
+#[derive(Debug)]
+pub struct Http3Server {
+    conns: mpsc::Receiver<Conn<H3Stream>>,
+    session: Session,
+}
+
+impl Http3Server {
+    /// The next accepted WebSocket on this QUIC connection; `None` once the connection has
+    /// closed (see [`connection`](Self::connection)'s `close_reason` for why).
+    ///
+    /// Cancel-safe: a WebSocket not yet returned stays queued.
+    pub async fn accept(&mut self) -> Option<Conn<H3Stream>> {
+        self.conns.recv().await
+    }
+
+    /// The QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.session.conn
+    }
+}
+
+impl Upgrader {
+    /// Runs HTTP/3 (RFC 9114, the subset RFC 9220 needs) on an accepted QUIC connection:
+    /// sends our SETTINGS (extended CONNECT enabled), reads the client's control stream and
+    /// answers every request stream with [`decide`](Self::decide) (peer = the client's UDP
+    /// address): a `200` and a [`Conn`] for a WebSocket, the refusal's response otherwise.
+    ///
+    /// ```no_run
+    /// # async fn run(endpoint: quinn::Endpoint) -> Result<(), ferrosocket::Error> {
+    /// use ferrosocket::{Message, Upgrader};
+    /// let upgrader = Upgrader::new();
+    /// while let Some(incoming) = endpoint.accept().await {
+    ///     let upgrader = upgrader.clone();
+    ///     tokio::spawn(async move {
+    ///         let Ok(quic) = incoming.await else { return };
+    ///         let Ok(mut h3) = upgrader.accept_http3(quic).await else { return };
+    ///         while let Some(mut conn) = h3.accept().await {
+    ///             tokio::spawn(async move {
+    ///                 while let Ok(msg) = conn.recv().await {
+    ///                     if conn.send(msg).await.is_err() {
+    ///                         break;
+    ///                     }
+    ///                 }
+    ///             });
+    ///         }
+    ///     });
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Http3`] when the connection fails before our control stream is open.
+    pub async fn accept_http3(&self, conn: quinn::Connection) -> Result<Http3Server, Error> {
+        let session = Session::start(conn.clone(), None).await?;
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let weak = Arc::downgrade(&session.guard);
+        let upgrader = self.clone();
+        tokio::spawn(accept_loop(conn, weak, upgrader, tx));
+        Ok(Http3Server { conns: rx, session })
+    }
+}
+
+async fn accept_loop(
+    conn: quinn::Connection,
+    guard: Weak<SessionGuard>,
+    upgrader: Upgrader,
+    tx: mpsc::Sender<Conn<H3Stream>>,
+) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        // Nobody left to take WebSockets: the session is over.
+        let Some(guard) = guard.upgrade() else { return };
+        let (conn, upgrader, tx) = (conn.clone(), upgrader.clone(), tx.clone());
+        tokio::spawn(async move {
+            let timeout = upgrader.handshake_timeout_value();
+            let work = request(send, recv, &conn, guard, &upgrader, &tx);
+            match timeout {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, work).await;
+                }
+                None => work.await,
+            }
+        });
+    }
+}
+
+/// Reads a request stream's HEADERS, answers it, and queues the WebSocket.
+async fn request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    conn: &quinn::Connection,
+    guard: Arc<SessionGuard>,
+    upgrader: &Upgrader,
+    tx: &mpsc::Sender<Conn<H3Stream>>,
+) {
+    let (fields, leftover) = match read_headers(&mut recv).await {
+        Ok(Some(read)) => read,
+        Ok(None) => return,
+        Err(e) if e.code == codes::H3_MESSAGE_ERROR || e.code == codes::H3_EXCESSIVE_LOAD => {
+            tracing::debug!(reason = %e.reason, "malformed http/3 request");
+            let code = quinn::VarInt::from_u32(e.code as u32);
+            let _ = send.reset(code);
+            let _ = recv.stop(code);
+            return;
+        }
+        Err(e) => return fail(conn, &e),
+    };
+    let parts = match request_parts(&fields) {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::debug!(reason = %e.reason, "malformed http/3 request");
+            let code = quinn::VarInt::from_u32(e.code as u32);
+            let _ = send.reset(code);
+            let _ = recv.stop(code);
+            return;
+        }
+    };
+    match upgrader.decide(&parts, Some(conn.remote_address())) {
+        Ok(upgrade) => {
+            let head = response_headers(upgrade.response().status(), upgrade.response().headers());
+            if send.write_all(&head).await.is_err() {
+                return;
+            }
+            let stream = H3Stream::new(send, recv, leftover, conn.clone(), guard);
+            let _ = tx.send(upgrade.into_conn(stream, &[])).await;
+        }
+        Err(refusal) => {
+            let response = refusal.into_response();
+            let mut out = response_headers(response.status(), response.headers());
+            if !response.body().is_empty() {
+                frame::encode_frame(frame::DATA, response.body(), &mut out);
+            }
+            if send.write_all(&out).await.is_ok() {
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            }
+        }
+    }
+}
+
+/// Reads frames until the request's HEADERS: its fields and the stream bytes after it.
+/// `Ok(None)` when the stream ends or fails first.
+async fn read_headers(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<(Vec<qpack::Field>, (BytesMut, u64))>, CodecError> {
+    let mut frames = FrameDecoder::new(MAX_FIELD_SECTION_SIZE as u64);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match frames.next_frame()? {
+            Some(Frame::Headers(block)) => {
+                let fields = qpack::decode(&block, MAX_FIELD_SECTION_SIZE)?;
+                return Ok(Some((fields, frames.into_remaining())));
+            }
+            Some(_) => {
+                return Err(CodecError::new(
+                    codes::H3_FRAME_UNEXPECTED,
+                    "a request stream must start with HEADERS".into(),
+                ));
+            }
+            None => {}
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => frames.push(&buf[..n]),
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> CodecError {
+    CodecError::new(codes::H3_MESSAGE_ERROR, reason.into())
+}
+
+/// The request's [`http::request::Parts`]: method, URI from `:scheme`, `:authority` and
+/// `:path`, HTTP/3, the headers, and `:protocol` as a [`ConnectProtocol`] extension.
+fn request_parts(fields: &[qpack::Field]) -> Result<http::request::Parts, CodecError> {
+    let (mut method, mut scheme, mut authority, mut path, mut protocol) = (None, None, None, None, None);
+    let mut headers = HeaderMap::new();
+    for f in fields {
+        let value =
+            || std::str::from_utf8(&f.value).map_err(|_| malformed("a pseudo-header value is not UTF-8"));
+        if let Some(pseudo) = f.name.strip_prefix(b":") {
+            if !headers.is_empty() {
+                return Err(malformed("pseudo-header after a regular header (RFC 9114 §4.3)"));
+            }
+            let slot = match pseudo {
+                b"method" => &mut method,
+                b"scheme" => &mut scheme,
+                b"authority" => &mut authority,
+                b"path" => &mut path,
+                b"protocol" => &mut protocol,
+                _ => return Err(malformed("unknown pseudo-header")),
+            };
+            if slot.replace(value()?.to_owned()).is_some() {
+                return Err(malformed("a pseudo-header appears twice"));
+            }
+            continue;
+        }
+        if f.name.iter().any(u8::is_ascii_uppercase) {
+            return Err(malformed("uppercase header name (RFC 9114 §4.2)"));
+        }
+        let name = http::HeaderName::from_bytes(&f.name).map_err(|_| malformed("invalid header name"))?;
+        let value = http::HeaderValue::from_bytes(&f.value).map_err(|_| malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let method = method.ok_or_else(|| malformed("no :method"))?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| malformed("invalid :method"))?;
+    let uri = match (&scheme, &authority, &path) {
+        (Some(s), Some(a), Some(p)) => format!("{s}://{a}{p}"),
+        (None, Some(a), None) => a.clone(),
+        (_, _, Some(p)) => p.clone(),
+        _ => return Err(malformed("no :path or :authority")),
+    };
+    let uri = Uri::try_from(uri).map_err(|_| malformed("the request target is not a valid URI"))?;
+    let mut req = Request::new(());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_3;
+    *req.headers_mut() = headers;
+    if let Some(p) = protocol {
+        req.extensions_mut().insert(ConnectProtocol::new(p));
+    }
+    Ok(req.into_parts().0)
+}
+
+/// A HEADERS frame with `:status` and `headers`, without the connection-specific fields
+/// HTTP/3 forbids (RFC 9114 §4.2).
+fn response_headers(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
+    const HOP_BY_HOP: [&str; 5] = [
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+    ];
+    let status = status.as_str().as_bytes().to_vec();
+    let fields = std::iter::once((&b":status"[..], &status[..])).chain(
+        headers
+            .iter()
+            .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+    );
+    let mut block = Vec::new();
+    qpack::encode(fields, &mut block);
+    let mut out = Vec::with_capacity(block.len() + 8);
+    frame::encode_frame(frame::HEADERS, &block, &mut out);
+    out
+}
+
+/// A quinn server configuration for HTTP/3 from a rustls one (for example from
+/// [`tls::server_config`](crate::tls::server_config)): a copy with ALPN `h3` (replacing any
+/// other) and a QUIC keep-alive every 10 s, so that idle WebSockets outlive quinn's 30 s
+/// idle timeout. QUIC needs TLS 1.3: the config must allow it.
+///
+/// ```no_run
+/// # fn run(cert: Vec<u8>, key: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+/// use ferrosocket::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+/// let tls = ferrosocket::tls::server_config(
+///     vec![CertificateDer::from(cert)],
+///     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+/// )?;
+/// let config = ferrosocket::http3::server_config(&tls)?;
+/// let endpoint = quinn::Endpoint::server(config, "127.0.0.1:4433".parse()?)?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::Http3`] ([`Http3Error::Connect`]) when the rustls configuration cannot serve
+/// QUIC (no TLS 1.3 cipher suite, or early data set to an unsupported value).
+pub fn server_config(tls: &rustls::ServerConfig) -> Result<quinn::ServerConfig, Error> {
+    let mut tls = tls.clone();
+    tls.alpn_protocols = vec![super::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Http3Error::Connect(format!("the TLS configuration cannot serve QUIC: {e}")))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    // WebSockets idle for long: keep the QUIC connection from timing out under them.
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
