@@ -2,6 +2,7 @@
 
 pub(crate) mod endpoint;
 mod h2;
+mod h3;
 pub(crate) mod listen;
 pub(crate) mod shown;
 
@@ -76,6 +77,10 @@ pub(crate) struct EchoArgs {
     /// knowledge); its WebSockets are extended CONNECTs (RFC 8441), many on one connection.
     #[arg(long)]
     http1_only: bool,
+    /// Also serve HTTP/3 (RFC 9220) on the same port over UDP (needs --tls-cert/--tls-key):
+    /// WebSockets as streams of a QUIC connection.
+    #[arg(long, requires = "tls_cert", conflicts_with = "http1_only")]
+    http3: bool,
     /// Echo each message piece by piece as it arrives (streamed messages: memory stays bounded
     /// whatever the message size, up to the core's streamed-message limit of 16 GiB).
     #[arg(long)]
@@ -134,9 +139,13 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.allow_any_origin {
         upgrader = upgrader.check_origin(|_| true);
     }
+    let mut quic = None;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let mut config = (*ferrosocket::tls::server_config_from_pem(cert, key)?).clone();
+            if args.http3 {
+                quic = Some(h3::bind(&config, listener.local_addr()?)?);
+            }
             if !args.http1_only {
                 config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             }
@@ -155,10 +164,10 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "ferrosocket echo: listening on {ws}://{local}{} (page at {http}://{local}/; {})",
         args.path,
-        if http2 {
-            "HTTP/1.1 and HTTP/2"
-        } else {
-            "HTTP/1.1 only"
+        match (http2, quic.is_some()) {
+            (true, true) => "HTTP/1.1 and HTTP/2, HTTP/3 on udp",
+            (true, false) => "HTTP/1.1 and HTTP/2",
+            _ => "HTTP/1.1 only",
         }
     );
     let shutdown = Shutdown::new();
@@ -173,6 +182,9 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
         connections: AtomicU64::new(0),
         shutdown: shutdown.clone(),
     });
+    if let Some(endpoint) = &quic {
+        tokio::spawn(h3::serve(shared.clone(), endpoint.clone()));
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -215,6 +227,10 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Stop accepting, send 1001 to every connection, wait for their close frames.
     drop(listener);
+    if let Some(endpoint) = &quic {
+        // New QUIC connections are refused; the open ones finish their WebSockets' closes.
+        endpoint.set_server_config(None);
+    }
     println!(
         "ferrosocket echo: shutting down ({} connections)",
         shutdown.live()

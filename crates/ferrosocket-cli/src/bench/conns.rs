@@ -40,7 +40,13 @@ pub(super) struct Opened {
 }
 
 /// Opens `n` WebSockets to `url` over `carrier`, each within `timeout`.
-pub(super) async fn open_all(dialer: Dialer, url: &str, carrier: Carrier, n: usize, timeout: Duration) -> Opened {
+pub(super) async fn open_all(
+    dialer: Dialer,
+    url: &str,
+    carrier: Carrier,
+    n: usize,
+    timeout: Duration,
+) -> Opened {
     let mut opened = Opened {
         conns: Vec::with_capacity(n),
         errors: 0,
@@ -114,7 +120,8 @@ fn failed_all(n: usize, why: String) -> Opened {
 pub(super) fn message(plan: &Plan) -> Result<Message, String> {
     let bytes = Bytes::from(payload(plan.size, 0, plan.text));
     if plan.text {
-        let text = Utf8Bytes::try_from_bytes(bytes).map_err(|e| format!("the text payload is not UTF-8: {e}"))?;
+        let text =
+            Utf8Bytes::try_from_bytes(bytes).map_err(|e| format!("the text payload is not UTF-8: {e}"))?;
         Ok(Message::text(text))
     } else {
         Ok(Message::binary(bytes))
@@ -122,7 +129,11 @@ pub(super) fn message(plan: &Plan) -> Result<Message, String> {
 }
 
 /// One WebSocket's load: K in flight until the deadline or the budget.
-pub(super) async fn run(mut conn: Conn<MaybeTlsStream>, shared: Arc<Shared>, msg: Message) -> Result<Outcome, String> {
+pub(super) async fn run(
+    mut conn: Conn<MaybeTlsStream>,
+    shared: Arc<Shared>,
+    msg: Message,
+) -> Result<Outcome, String> {
     let k = shared.plan.in_flight;
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(k);
     let mut budget_spent = false;
@@ -166,7 +177,11 @@ pub(super) async fn run(mut conn: Conn<MaybeTlsStream>, shared: Arc<Shared>, msg
             got.len() != msg.len()
         };
         if wrong {
-            return Err(format!("a wrong echo: {} bytes for a message of {}", got.len(), msg.len()));
+            return Err(format!(
+                "a wrong echo: {} bytes for a message of {}",
+                got.len(),
+                msg.len()
+            ));
         }
         if sent >= shared.measure_start && now <= shared.end {
             let us = now.saturating_duration_since(sent).as_micros();

@@ -6,10 +6,10 @@
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
-#[cfg(feature = "http3")]
-mod http3;
 #[cfg(feature = "http2")]
 mod http2;
+#[cfg(feature = "http3")]
+mod http3;
 mod no_proxy;
 mod proxy;
 mod request;
