@@ -5,6 +5,7 @@
 
 mod autobahn;
 mod bench_fanout;
+mod bench_http;
 mod bench_memory;
 mod bench_peers;
 mod bench_smoke;
@@ -53,6 +54,9 @@ enum Task {
     BenchPeers(bench_peers::Args),
     /// Fan-out: one publisher, 10,000 subscribers over two chat nodes (naive, hub, Redis, NATS).
     BenchFanout(bench_fanout::Args),
+    /// WebSockets over HTTP/1.1, HTTP/2 and HTTP/3 compared (100 TCP connections against 100
+    /// streams of one HTTP/2 or QUIC connection), with sockudo-ws's HTTP/2 server in the same run.
+    BenchHttp(bench_http::Args),
     /// Memory per idle connection.
     BenchMemory(bench_memory::Args),
     /// Instruction counts per echoed message under callgrind, checked against
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Task::Soak(args) => soak::run(args),
         Task::BenchPeers(args) => bench_peers::run(args),
         Task::BenchFanout(args) => bench_fanout::run(args),
+        Task::BenchHttp(args) => bench_http::run(args),
         Task::BenchMemory(args) => bench_memory::run(args),
         Task::Icount(args) => icount::run(args),
         Task::Million(args) => million::run(args),
