@@ -6,7 +6,8 @@
 //! Without `--compress` it is the library's own server, as its README and `http2_echo` example
 //! write it: `WebSocketServer<Http2>` with `Config::default()` (up to 100 streams a connection,
 //! 1 MiB stream and 2 MiB connection windows), `serve_with_filter` to answer other paths 403,
-//! and the example's echo loop (`next()`, then `send()` for each text or binary message).
+//! and the example's echo loop (`next()`, then `send()` for each text or binary message:
+//! `ferrosocket_bench_peers::sockudo::echo`).
 //!
 //! That server never answers `sec-websocket-extensions`, so with `--compress` the same steps are
 //! done here: the `h2` handshake with the settings it uses (extended CONNECT enabled), then for
@@ -16,37 +17,18 @@
 //! with `with_immediate_write_shutdown`, as its server makes the uncompressed one. One thread.
 
 use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use ferrosocket_bench_peers::sockudo::echo;
 use http::StatusCode;
 use sockudo_ws::deflate::{DeflateConfig, negotiate_server_deflate};
 use sockudo_ws::{
-    CompressedWebSocketStream, Config, ExtendedConnectRequest, Http2, Message, Role, WebSocketServer,
-    WebSocketStream, build_extended_connect_error, build_extended_connect_response,
+    CompressedWebSocketStream, Config, ExtendedConnectRequest, Http2, Role, WebSocketServer, WebSocketStream,
+    build_extended_connect_error, build_extended_connect_response,
 };
 use tokio::net::{TcpListener, TcpStream};
 
 const NAME: &str = "sockudo-h2";
 /// The one path WebSockets are served on.
 const PATH: &str = "/ws";
-
-/// Echoes every data message of `ws` until it closes or fails. Ping, Pong and Close replies are
-/// the library's own.
-async fn echo<W>(mut ws: W)
-where
-    W: Stream<Item = sockudo_ws::Result<Message>> + Sink<Message, Error = sockudo_ws::Error> + Unpin,
-{
-    while let Some(Ok(msg)) = ws.next().await {
-        let reply = match msg {
-            Message::Text(text) => Message::Text(text),
-            Message::Binary(data) => Message::Binary(data),
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        if ws.send(reply).await.is_err() {
-            break;
-        }
-    }
-}
 
 /// One HTTP/2 connection served by sockudo-ws's `WebSocketServer<Http2>`.
 async fn serve(server: WebSocketServer<Http2>, stream: TcpStream) {
