@@ -58,7 +58,8 @@ async fn serve_deflate(stream: TcpStream, config: Config) -> Result<(), h2::Erro
 }
 
 /// Answers one request: 200 and an echoed WebSocket for an extended CONNECT `websocket` on
-/// `/ws`, an error status for anything else.
+/// `/ws`, an error status for anything else (403 for another path, as the filter of the
+/// uncompressed server).
 async fn answer(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
@@ -71,7 +72,7 @@ async fn answer(
         Some(mut req) => {
             req.protocol = protocol.map(|p| p.as_str().to_owned());
             match req.validate() {
-                Ok(()) if req.path != PATH => Some(StatusCode::NOT_FOUND),
+                Ok(()) if req.path != PATH => Some(StatusCode::FORBIDDEN),
                 Ok(()) => None,
                 Err(status) => Some(status),
             }
