@@ -1,12 +1,13 @@
 //! What `sockudo-echo` and `sockudo-batched-echo` share: the HTTP upgrade done with sockudo-ws's
 //! own handshake functions (as its `simple_echo` example does), permessage-deflate negotiated
 //! with its `negotiate_server_deflate` when the server runs with `--compress`, and the accept
-//! loop. The two binaries differ only in their echo loop.
+//! loop. The two binaries differ only in their echo loop. [`echo`] is the loop of sockudo-h2 and
+//! sockudo-h3.
 
 use std::future::Future;
 
 use bytes::{Buf, BytesMut};
-use futures_util::{Sink, Stream};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sockudo_ws::deflate::{DeflateConfig, negotiate_server_deflate};
 use sockudo_ws::handshake::{build_response, generate_accept_key, parse_request};
 use sockudo_ws::{CompressedWebSocketStream, Config, Message, Role, WebSocketStream};
@@ -51,6 +52,26 @@ async fn handshake(
         buf.advance(consumed);
         let leftover = (!buf.is_empty()).then(|| buf.freeze());
         return Ok(Some((deflate, leftover)));
+    }
+}
+
+/// The echo loop of sockudo-ws's README and its `http2_echo` and `http3_echo` examples: `next()`,
+/// then `send()` (which flushes) for each text or binary message, until the WebSocket closes or
+/// fails. Ping, Pong and Close replies are the library's own.
+pub async fn echo<W>(mut ws: W)
+where
+    W: Stream<Item = sockudo_ws::Result<Message>> + Sink<Message, Error = sockudo_ws::Error> + Unpin,
+{
+    while let Some(Ok(msg)) = ws.next().await {
+        let reply = match msg {
+            Message::Text(text) => Message::Text(text),
+            Message::Binary(data) => Message::Binary(data),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if ws.send(reply).await.is_err() {
+            break;
+        }
     }
 }
 
