@@ -5,6 +5,10 @@
 // Opens the page, waits for the WebSocket to be open, sends an ASCII and a non-ASCII
 // message (button click, then Enter), checks both come back as "received: ...", checks
 // the reconnect button, and takes a screenshot. Exits 1 with a clear message on failure.
+//
+// An https:// URL is loaded with certificate errors ignored (the certificate is made at test
+// time). EXTRA_SOCKETS=N then opens N more WebSockets from the page, all at once, and echoes a
+// message on each: over HTTP/2 they are streams of the connection that carried the page.
 import { chromium } from "playwright-core";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -67,10 +71,14 @@ try {
       "--disable-sync",
       "--no-first-run",
       "--disable-quic",
+      ...(url.startsWith("https:") ? ["--ignore-certificate-errors"] : []),
     ],
   });
   console.log(`echo-page: chromium ${browser.version()}`);
-  page = await browser.newPage({ viewport: { width: 900, height: 600 } });
+  page = await browser.newPage({
+    viewport: { width: 900, height: 600 },
+    ignoreHTTPSErrors: url.startsWith("https:"),
+  });
   page.on("console", (m) => pageLog.push(`console.${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => pageLog.push(`pageerror: ${e.message}`));
 
@@ -101,6 +109,34 @@ try {
   step = `wait for #status to contain "open" after reconnect within ${STEP_MS / 1000}s`;
   await waitForStatus("open");
   await echo(`again ${suffix}`, "click");
+
+  const extra = Number(process.env.EXTRA_SOCKETS ?? "0");
+  if (extra > 0) {
+    step = `open ${extra} more WebSockets from the page and echo on each`;
+    const echoed = await page.evaluate(
+      async ([n, tag]) => {
+        const target = new URL("ws", location.href.replace(/^http/, "ws")).href;
+        const one = (i) =>
+          new Promise((resolve, reject) => {
+            const ws = new WebSocket(target);
+            const timer = setTimeout(() => reject(new Error(`socket ${i}: no echo in time`)), 10_000);
+            ws.onopen = () => ws.send(`extra ${i} ${tag}`);
+            ws.onmessage = (e) => {
+              clearTimeout(timer);
+              ws.close(1000, "done");
+              resolve(e.data);
+            };
+            ws.onerror = () => reject(new Error(`socket ${i}: error`));
+          });
+        return Promise.all([...Array(n).keys()].map(one));
+      },
+      [extra, suffix],
+    );
+    for (let i = 0; i < extra; i++) {
+      if (echoed[i] !== `extra ${i} ${suffix}`) throw new Error(`socket ${i} echoed ${JSON.stringify(echoed[i])}`);
+    }
+    console.log(`echo-page: ok: ${extra} more WebSockets echoed at once`);
+  }
 
   step = `screenshot to ${screenshot}`;
   mkdirSync(dirname(screenshot), { recursive: true });

@@ -3,7 +3,13 @@
 //! 1. the echo page: starts `ferrosocket echo` on a free loopback port and drives
 //!    `http://127.0.0.1:PORT/` (`scripts/browser/echo-page.mjs`); screenshot
 //!    `target/browser-echo.png`;
-//! 2. the chat example's page: builds and starts `examples/chat` (debug: CI's test stage has
+//! 2. the same page over https with a certificate made here, Chromium ignoring certificate
+//!    errors: once with the server's defaults (ALPN offers h2), where the page and six
+//!    WebSockets (the page's, its reconnect, four more at once) must be streams of ONE HTTP/2
+//!    connection, checked in the server's log (RFC 8441); once with `--http1-only`, where
+//!    they must all be HTTP/1.1 (screenshots `target/browser-echo-h2.png`,
+//!    `target/browser-echo-h1-tls.png`);
+//! 3. the chat example's page: builds and starts `examples/chat` (debug: CI's test stage has
 //!    built it already, and a release build would compile every dev-dependency again), opens the page
 //!    twice, types a message in each and checks both pages show both messages
 //!    (`scripts/browser/chat-page.mjs`); screenshots `target/browser-chat-{alice,bob}.png`.
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{interop, proc};
+use crate::{cert, interop, proc};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -115,8 +121,42 @@ pub(crate) fn run(_args: Args) -> Result<()> {
             cmd
         }
     };
-    serve_and_run_page(&root, &browser_dir, "echo", cmd, addr, left())?;
+    let own_server = !matches!(std::env::var("FERROSOCKET_ECHO_CMD"), Ok(c) if !c.is_empty());
+    serve_and_run_page(
+        &root,
+        &browser_dir,
+        "echo",
+        "echo",
+        cmd,
+        &format!("http://{addr}/"),
+        &[],
+        left(),
+    )?;
     log("PASS: echo page (screenshot: target/browser-echo.png)");
+
+    if own_server {
+        let (cert, key) = cert::test_certificate(&root.join("target/browser-tls"))?;
+        for (run, extra, http2) in [
+            ("echo-h2", None, true),
+            ("echo-h1-tls", Some("--http1-only"), false),
+        ] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
+            let mut cmd = Command::new(proc::ferrosocket_release()?);
+            cmd.args(["echo", "--listen", &addr.to_string(), "--tls-cert"])
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .args(extra);
+            let url = format!("https://{addr}/");
+            let env = [("EXTRA_SOCKETS", "4")];
+            serve_and_run_page(&root, &browser_dir, "echo", run, cmd, &url, &env, left())?;
+            let srvlog = root.join(format!("target/browser-{run}-server.log"));
+            let verdict = check_protocols(&std::fs::read_to_string(&srvlog)?, http2, 6)?;
+            log(format!(
+                "PASS: {run}: {verdict} (screenshot: target/browser-{run}.png)"
+            ));
+        }
+    }
 
     // The chat example's page, two users at once.
     let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
@@ -124,39 +164,102 @@ pub(crate) fn run(_args: Args) -> Result<()> {
     let chat = chat_example()?;
     let mut cmd = Command::new(chat);
     cmd.args(["--listen", &addr.to_string()]);
-    serve_and_run_page(&root, &browser_dir, "chat", cmd, addr, left())?;
+    serve_and_run_page(
+        &root,
+        &browser_dir,
+        "chat",
+        "chat",
+        cmd,
+        &format!("http://{addr}/"),
+        &[],
+        left(),
+    )?;
     log(
         "PASS: chat page, two users (screenshots: target/browser-chat-alice.png, target/browser-chat-bob.png)",
     );
     Ok(())
 }
 
-/// Starts the testee `cmd` listening on `addr` (log: `target/browser-NAME-server.log`), runs
-/// `scripts/browser/NAME-page.mjs` against it (screenshot: `target/browser-NAME.png`), and
-/// stops it.
+/// Starts the testee `cmd` listening on `addr` (log: `target/browser-RUN-server.log`), runs
+/// `scripts/browser/SCRIPT-page.mjs` against `url` with `env` (screenshot:
+/// `target/browser-RUN.png`), and stops it.
+#[allow(clippy::too_many_arguments)]
 fn serve_and_run_page(
     root: &Path,
     browser_dir: &Path,
-    name: &str,
+    script: &str,
+    run: &str,
     mut cmd: Command,
-    addr: SocketAddr,
+    url: &str,
+    env: &[(&str, &str)],
     left: Duration,
 ) -> Result<()> {
     log(format!("starting testee: {}", proc::describe(&cmd)));
-    let srvlog = root.join(format!("target/browser-{name}-server.log"));
+    let srvlog = root.join(format!("target/browser-{run}-server.log"));
     let mut server = proc::spawn(&mut cmd, &srvlog)?;
+    let addr: SocketAddr = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+        .with_context(|| format!("no address in {url}"))?;
     proc::wait_port(addr, &mut server, Duration::from_secs(30))?;
-    let screenshot = root.join(format!("target/browser-{name}.png"));
-    let script = browser_dir.join(format!("{name}-page.mjs"));
-    run_page(&script, addr, &screenshot, &srvlog, &mut server, left)?;
+    let screenshot = root.join(format!("target/browser-{run}.png"));
+    let script = browser_dir.join(format!("{script}-page.mjs"));
+    run_page(&script, url, env, &screenshot, &srvlog, &mut server, left)?;
     server.stop()
 }
 
-/// Runs the page driver `script` against `http://ADDR/` (at most 180 s or what is left of the
+/// Checks from the echo server's log which protocol the page's WebSockets came over.
+/// `http2`: the page (`ADDR GET / over HTTP/2`) and at least `sockets` WebSockets (`ADDR
+/// connected over HTTP/2`) share one client address, that is one TCP connection, and no
+/// WebSocket came over HTTP/1.1. Otherwise at least `sockets` WebSockets came over HTTP/1.1
+/// and none over HTTP/2. Returns a one-line summary.
+fn check_protocols(serverlog: &str, http2: bool, sockets: usize) -> Result<String> {
+    let opened: Vec<(&str, bool)> = serverlog
+        .lines()
+        .filter_map(|l| {
+            let (addr, rest) = l.split_once(' ')?;
+            rest.starts_with("connected")
+                .then(|| (addr, rest.starts_with("connected over HTTP/2")))
+        })
+        .collect();
+    let over_h2 = opened.iter().filter(|(_, h2)| *h2).count();
+    if !http2 {
+        if over_h2 > 0 || opened.len() < sockets {
+            bail!(
+                "expected {sockets} or more WebSockets over HTTP/1.1 and none over HTTP/2; \
+                 the server log shows {} over HTTP/1.1 and {over_h2} over HTTP/2",
+                opened.len() - over_h2
+            );
+        }
+        return Ok(format!(
+            "{} WebSockets over HTTP/1.1 (TLS), none over HTTP/2",
+            opened.len()
+        ));
+    }
+    let page = serverlog
+        .lines()
+        .find_map(|l| l.strip_suffix(" GET / over HTTP/2"))
+        .context("the server log shows no page served over HTTP/2")?;
+    let shared = opened.iter().filter(|(a, h2)| *h2 && *a == page).count();
+    if shared < sockets || over_h2 != opened.len() {
+        bail!(
+            "expected the page and {sockets} or more WebSockets on the HTTP/2 connection from {page}; \
+             the server log shows {shared} there, {over_h2} over HTTP/2 in all and {} over HTTP/1.1",
+            opened.len() - over_h2
+        );
+    }
+    Ok(format!(
+        "the page and {shared} WebSockets on one HTTP/2 connection from {page} (RFC 8441)"
+    ))
+}
+
+/// Runs the page driver `script` against `url` (at most 180 s or what is left of the
 /// overall limit); on failure prints the end of the testee's log. Fails if the testee died.
 fn run_page(
     script: &Path,
-    addr: SocketAddr,
+    url: &str,
+    env: &[(&str, &str)],
     screenshot: &Path,
     srvlog: &Path,
     server: &mut proc::Child,
@@ -170,8 +273,9 @@ fn run_page(
     let mut node = proc::spawn_stdio(
         Command::new("node")
             .arg(script)
-            .arg(format!("http://{addr}/"))
+            .arg(url)
             .arg(screenshot)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null()),
     )?;
     let page_limit = Duration::from_secs(180).min(left);
@@ -208,4 +312,34 @@ fn chat_example() -> Result<std::path::PathBuf> {
         bail!("{} was not built", bin.display());
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_protocols;
+
+    const H2: &str = "ferrosocket echo: listening\n\
+        127.0.0.1:5 GET / over HTTP/2\n\
+        127.0.0.1:5 connected over HTTP/2\n\
+        127.0.0.1:5 sent: hi\n\
+        127.0.0.1:5 connected over HTTP/2 (subprotocol chat)\n";
+
+    #[test]
+    fn http2_needs_the_page_and_the_sockets_on_one_connection() {
+        assert!(check_protocols(H2, true, 2).is_ok());
+        assert!(check_protocols(H2, true, 3).is_err());
+        assert!(check_protocols(H2, false, 1).is_err());
+        let elsewhere = H2.replace("127.0.0.1:5 GET", "127.0.0.1:6 GET");
+        assert!(check_protocols(&elsewhere, true, 1).is_err());
+        let mixed = format!("{H2}127.0.0.1:7 connected\n");
+        assert!(check_protocols(&mixed, true, 2).is_err());
+    }
+
+    #[test]
+    fn http1_needs_no_http2_at_all() {
+        let h1 = "127.0.0.1:5 connected\n127.0.0.1:6 connected (subprotocol chat)\n";
+        assert!(check_protocols(h1, false, 2).is_ok());
+        assert!(check_protocols(h1, false, 3).is_err());
+        assert!(check_protocols(h1, true, 1).is_err());
+    }
 }

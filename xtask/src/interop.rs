@@ -4,12 +4,15 @@
 //! 1. `ferrosocket echo` as the server, with clients: websockets (its default offer, and one with
 //!    every parameter and small windows) and ws; each sends text and random binary messages of
 //!    every size, checks the echo byte for byte and that permessage-deflate was negotiated.
+//!    Then python-hyper's `h2` drives RFC 8441 by hand (`scripts/interop/h2_client.py`): two
+//!    WebSockets on one HTTP/2 connection, cleartext (prior knowledge) and over TLS (ALPN h2,
+//!    a certificate made for the run), compression done by the script.
 //! 2. `ferrosocket client URL --once` (stdin -> one message -> reply on stdout) against a
 //!    websockets and a ws echo server with compression on (the servers report what they
 //!    negotiated); skipped with a message if the binary has no `client --once`.
 //!
-//! Installs what it needs on first use: `.venv-interop/` (websockets, and aioquic for the HTTP/3
-//! peer `scripts/interop/h3_client.py`) and
+//! Installs what it needs on first use: `.venv-interop/` (websockets; h2 and aioquic for the
+//! HTTP/2 and HTTP/3 peers) and
 //! `scripts/interop/node_modules` (ws, pinned in `scripts/interop/package.json`). Everything
 //! listens on 127.0.0.1 only. Prints a table; fails on any mismatch, error, or compression not
 //! negotiated. Environment: `INTEROP_TIMEOUT` seconds per message (default 60),
@@ -24,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::proc;
+use crate::{cert, proc};
 
 const WEBSOCKETS_VERSION: &str = "17.4";
+/// python-hyper's HTTP/2 stack, for RFC 8441 by hand (scripts/interop/h2_client.py).
+const H2_VERSION: &str = "4.1.0";
 /// aioquic, for the HTTP/3 (RFC 9220) peer `scripts/interop/h3_client.py`.
 const AIOQUIC_VERSION: &str = "1.7.2";
 const WS_VERSION: &str = "8.23.0";
@@ -188,11 +193,57 @@ fn interop(ctx: &mut Ctx, no_build: bool) -> Result<()> {
     cmd.arg(ctx.helpers.join("node_client.mjs"))
         .args([&url, "ws→echo", &sizes, &secs]);
     run_client(ctx, "ws→echo", &mut cmd)?;
+    // HTTP/2 (RFC 8441) by python-hyper's h2, cleartext with prior knowledge: several
+    // WebSockets on one connection, permessage-deflate done by the script with zlib.
+    let (py, h2_script) = (ctx.py.clone(), ctx.helpers.join("h2_client.py"));
+    let h2_args = |peer: &str| {
+        let mut cmd = Command::new(&py);
+        cmd.arg(&h2_script);
+        cmd.args([
+            "--label",
+            peer,
+            "--sockets",
+            "2",
+            "--deflate",
+            "--sizes",
+            &sizes,
+            "--timeout",
+            &secs,
+        ]);
+        cmd
+    };
+    let peer = "h2(python)→echo h2c";
+    let mut cmd = h2_args(peer);
+    cmd.args(["127.0.0.1", &port.to_string(), "/ws"]);
+    run_client(ctx, peer, &mut cmd)?;
     if !echo.is_running() {
         eprintln!("{}", proc::log_tail(echo.log(), 40));
         bail!("ferrosocket echo died during the run");
     }
     echo.stop()?;
+
+    // The same over TLS, HTTP/2 chosen by ALPN.
+    let (cert, key) = cert::test_certificate(&ctx.work.join("tls"))?;
+    let port = proc::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tls_echo = proc::spawn(
+        Command::new(&ctx.bin)
+            .args(["echo", "--listen", &addr.to_string(), "--quiet", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+        &ctx.work.join("echo-tls.log"),
+    )?;
+    proc::wait_port(addr, &mut tls_echo, Duration::from_secs(30))?;
+    let peer = "h2(python)→echo tls";
+    let mut cmd = h2_args(peer);
+    cmd.args(["127.0.0.1", &port.to_string(), "/ws", "--tls"]);
+    run_client(ctx, peer, &mut cmd)?;
+    if !tls_echo.is_running() {
+        eprintln!("{}", proc::log_tail(tls_echo.log(), 40));
+        bail!("ferrosocket echo (tls) died during the run");
+    }
+    tls_echo.stop()?;
 
     // 2. `ferrosocket client --once` against the peers' echo servers.
     let has_once = Command::new(&ctx.bin)
@@ -240,7 +291,9 @@ fn interop(ctx: &mut Ctx, no_build: bool) -> Result<()> {
 
 fn setup_python(ctx: &Ctx) -> Result<()> {
     let check = format!(
-        "import sys, websockets, aioquic; sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}' or aioquic.__version__ != '{AIOQUIC_VERSION}')"
+        "import sys, websockets, aioquic, importlib.metadata as m; \
+         sys.exit(websockets.__version__ != '{WEBSOCKETS_VERSION}' or m.version('h2') != '{H2_VERSION}' \
+         or aioquic.__version__ != '{AIOQUIC_VERSION}')"
     );
     let env = |c: &mut Command| {
         c.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -258,7 +311,7 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
     }
     let venv = ctx.root.join(".venv-interop");
     log(format!(
-        "installing websockets {WEBSOCKETS_VERSION} and aioquic {AIOQUIC_VERSION} into .venv-interop"
+        "installing websockets {WEBSOCKETS_VERSION}, h2 {H2_VERSION} and aioquic {AIOQUIC_VERSION} into .venv-interop"
     ));
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
@@ -277,15 +330,16 @@ fn setup_python(ctx: &Ctx) -> Result<()> {
             "install",
             "-q",
             &format!("websockets=={WEBSOCKETS_VERSION}"),
+            &format!("h2=={H2_VERSION}"),
             &format!("aioquic=={AIOQUIC_VERSION}"),
         ]),
         Duration::from_secs(600),
     ) {
         let _ = std::fs::remove_dir_all(&venv);
-        return Err(err.context("pip install websockets aioquic failed"));
+        return Err(err.context("pip install websockets h2 aioquic failed"));
     }
-    proc::run(Command::new(&ctx.py).args(["-c", "import websockets.asyncio.client"]))
-        .context("websockets does not import")
+    proc::run(Command::new(&ctx.py).args(["-c", "import websockets.asyncio.client, h2.connection, aioquic"]))
+        .context("websockets, h2 or aioquic does not import")
 }
 
 /// The version of an installed npm package, if any.

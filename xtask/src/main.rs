@@ -11,6 +11,7 @@ mod bench_smoke;
 mod benchkit;
 mod brokers;
 mod browser;
+mod cert;
 mod chat_browser;
 mod ci;
 mod fuzz;

@@ -1,6 +1,8 @@
 //! `ferrosocket echo`: a WebSocket echo server with a page to try it from a browser.
 
 pub(crate) mod endpoint;
+mod h2;
+mod h3;
 pub(crate) mod listen;
 pub(crate) mod shown;
 
@@ -70,6 +72,15 @@ pub(crate) struct EchoArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Speak HTTP/1.1 only. By default the server also speaks HTTP/2: offered by ALPN (`h2`)
+    /// with TLS, and to cleartext clients that open with the HTTP/2 preface (prior
+    /// knowledge); its WebSockets are extended CONNECTs (RFC 8441), many on one connection.
+    #[arg(long)]
+    http1_only: bool,
+    /// Also serve HTTP/3 (RFC 9220) on the same port over UDP (needs --tls-cert/--tls-key):
+    /// WebSockets as streams of a QUIC connection.
+    #[arg(long, requires = "tls_cert", conflicts_with = "http1_only")]
+    http3: bool,
     /// Echo each message piece by piece as it arrives (streamed messages: memory stays bounded
     /// whatever the message size, up to the core's streamed-message limit of 16 GiB).
     #[arg(long)]
@@ -128,12 +139,21 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.allow_any_origin {
         upgrader = upgrader.check_origin(|_| true);
     }
+    let mut quic = None;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ferrosocket::tls::TlsAcceptor::from(
-            ferrosocket::tls::server_config_from_pem(cert, key)?,
-        )),
+        (Some(cert), Some(key)) => {
+            let mut config = (*ferrosocket::tls::server_config_from_pem(cert, key)?).clone();
+            if args.http3 {
+                quic = Some(h3::bind(&config, listener.local_addr()?)?);
+            }
+            if !args.http1_only {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            }
+            Some(ferrosocket::tls::TlsAcceptor::from(std::sync::Arc::new(config)))
+        }
         _ => None,
     };
+    let http2 = !args.http1_only;
     let (ws, http) = if tls.is_some() {
         ("wss", "https")
     } else {
@@ -142,8 +162,13 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let page = endpoint::page_with_path(PAGE, &args.path);
     let local = listener.local_addr()?;
     println!(
-        "ferrosocket echo: listening on {ws}://{local}{} (page at {http}://{local}/)",
-        args.path
+        "ferrosocket echo: listening on {ws}://{local}{} (page at {http}://{local}/; {})",
+        args.path,
+        match (http2, quic.is_some()) {
+            (true, true) => "HTTP/1.1 and HTTP/2, HTTP/3 on udp",
+            (true, false) => "HTTP/1.1 and HTTP/2",
+            _ => "HTTP/1.1 only",
+        }
     );
     let shutdown = Shutdown::new();
     let shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
@@ -155,7 +180,11 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
         quiet: args.quiet,
         stream: args.stream,
         connections: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
     });
+    if let Some(endpoint) = &quic {
+        tokio::spawn(h3::serve(shared.clone(), endpoint.clone()));
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -172,9 +201,19 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let shared = shared.clone();
                 let stop = shutdown.token();
                 match tls.clone() {
+                    None if http2 => tokio::spawn(async move {
+                        if h2::opens_with_preface(&stream).await {
+                            h2::serve(shared, stream, addr, stop).await;
+                        } else {
+                            handle(shared, stream, addr, stop).await;
+                        }
+                    }),
                     None => tokio::spawn(async move { handle(shared, stream, addr, stop).await }),
                     Some(acceptor) => tokio::spawn(async move {
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                h2::serve(shared, stream, addr, stop).await;
+                            }
                             Ok(Ok(stream)) => handle(shared, stream, addr, stop).await,
                             Ok(Err(e)) if !shared.quiet => eprintln!("{addr} tls handshake failed: {e}"),
                             _ => {}
@@ -188,6 +227,10 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Stop accepting, send 1001 to every connection, wait for their close frames.
     drop(listener);
+    if let Some(endpoint) = &quic {
+        // New QUIC connections are refused; the open ones finish their WebSockets' closes.
+        endpoint.set_server_config(None);
+    }
     println!(
         "ferrosocket echo: shutting down ({} connections)",
         shutdown.live()
@@ -223,6 +266,9 @@ struct Shared {
     stream: bool,
     /// WebSocket connections upgraded so far.
     connections: AtomicU64,
+    /// The server's shutdown switch, for connections that carry several WebSockets (HTTP/2):
+    /// each of those gets a token of its own.
+    shutdown: Shutdown,
 }
 
 async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -245,7 +291,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if let Ok(conn) = &upgraded {
             shared.connections.fetch_add(1, Ordering::Relaxed);
             if !shared.quiet {
-                println!("{}", open_line(addr, conn.subprotocol()));
+                println!("{}", open_line(addr, None, conn.subprotocol()));
             }
         }
         match upgraded {
@@ -367,11 +413,16 @@ fn report_end(addr: SocketAddr, e: &Error) {
     }
 }
 
-/// `ADDR connected`, with the subprotocol chosen if any.
-fn open_line(addr: SocketAddr, subprotocol: Option<&str>) -> String {
+/// `ADDR connected`, with the HTTP version when it is not 1.1 (`over HTTP/2`) and the
+/// subprotocol chosen if any.
+fn open_line(addr: SocketAddr, over: Option<&str>, subprotocol: Option<&str>) -> String {
+    let mut line = format!("{addr} connected");
+    if let Some(over) = over {
+        line = line + " over " + over;
+    }
     match subprotocol {
-        Some(p) => format!("{addr} connected (subprotocol {p})"),
-        None => format!("{addr} connected"),
+        Some(p) => format!("{line} (subprotocol {p})"),
+        None => line,
     }
 }
 
@@ -443,10 +494,14 @@ mod tests {
 
     #[test]
     fn open_lines_name_the_subprotocol() {
-        assert_eq!(open_line(addr(), None), "127.0.0.1:4242 connected");
+        assert_eq!(open_line(addr(), None, None), "127.0.0.1:4242 connected");
         assert_eq!(
-            open_line(addr(), Some("chat")),
+            open_line(addr(), None, Some("chat")),
             "127.0.0.1:4242 connected (subprotocol chat)"
+        );
+        assert_eq!(
+            open_line(addr(), Some("HTTP/2"), Some("chat")),
+            "127.0.0.1:4242 connected over HTTP/2 (subprotocol chat)"
         );
         assert_eq!(count(1, "connection"), "1 connection");
         assert_eq!(count(0, "connection"), "0 connections");

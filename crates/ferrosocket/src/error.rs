@@ -123,6 +123,12 @@ pub enum Error {
     /// anything was sent.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// Opening a WebSocket over HTTP/2 (RFC 8441) failed: the server does not offer it, or the
+    /// HTTP/2 connection or stream failed before the server answered (feature `http2`).
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    #[error(transparent)]
+    Http2(#[from] Http2Error),
     /// A deadline or timeout passed.
     #[error("timed out: {0:?}")]
     Timeout(TimeoutKind),
@@ -241,6 +247,38 @@ pub enum ProxyError {
         "the proxy sent data after accepting the tunnel, before tls began; the proxy is not behaving as an http proxy"
     )]
     UnexpectedData,
+}
+
+/// Why a WebSocket over HTTP/2 could not be opened, carried by [`Error::Http2`] (feature
+/// `http2`). A refusal with an HTTP status is [`Error::BadHandshake`] instead, as over
+/// HTTP/1.1.
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Http2Error {
+    /// [`HttpVersion::Http2`](crate::HttpVersion::Http2) was required, but the server did not
+    /// choose `h2` in TLS's ALPN.
+    #[error(
+        "the server did not choose http/2 (alpn h2) during tls; it may speak http/1.1 only: use HttpVersion::Auto or HttpVersion::Http1"
+    )]
+    NotNegotiated,
+    /// [`HttpVersion::Http2`](crate::HttpVersion::Http2) was required, but the server's
+    /// SETTINGS do not enable extended `CONNECT` (`SETTINGS_ENABLE_CONNECT_PROTOCOL`, RFC 8441
+    /// §3), without which HTTP/2 cannot carry a WebSocket.
+    #[error(
+        "the server's http/2 settings do not enable extended CONNECT (RFC 8441), so it cannot carry websockets over http/2: use HttpVersion::Auto to fall back to http/1.1, or enable it on the server"
+    )]
+    ExtendedConnectDisabled,
+    /// The HTTP/2 connection failed during its handshake or closed before the server sent its
+    /// SETTINGS (for `ws://` with [`HttpVersion::Http2`](crate::HttpVersion::Http2): the
+    /// server may not speak HTTP/2 without TLS).
+    #[error("the http/2 connection failed: {0}; check that the server speaks http/2 at this address")]
+    Connection(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The stream carrying the extended `CONNECT` failed (reset or refused by the server, or
+    /// its connection ended) before an answer arrived.
+    #[error("the http/2 stream of the websocket request failed before the server answered: {0}")]
+    Stream(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why a request passed to [`Dialer::connect`](crate::Dialer::connect) was refused before

@@ -152,14 +152,23 @@ pub use addr::SocketAddrs;
 #[cfg(feature = "http3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
 pub use client::Http3Session;
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub use client::HttpVersion;
 pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use conn::streamed::{MessageReader, MessageWriter};
 pub use conn::{CloseAction, Conn, ConnOptions, PingAction, SlowPeerPolicy};
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub use error::Http2Error;
 pub use error::{
     CloseError, DecisionError, Error, HandshakeResponse, ProxyError, RequestError, TimeoutKind,
     is_close_error, is_unexpected_close_error,
 };
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub use maybe_tls::H2Stream;
 pub use maybe_tls::{LayeredStream, MaybeTlsStream, Transport};
 pub use pool::{BufferPool, WriteBufferPool};
 pub use prepared::PreparedMessage;

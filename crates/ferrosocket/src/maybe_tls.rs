@@ -9,6 +9,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+#[cfg(feature = "http2")]
+mod http2;
+#[cfg(feature = "http2")]
+pub use http2::H2Stream;
+#[cfg(feature = "http2")]
+pub(crate) use http2::{H2Connection, StreamCount};
+
 /// A byte stream a [`Dialer::connector`](crate::Dialer::connector) hook may return: anything
 /// `AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static` (a `TcpStream` with options of your
 /// own, a `UnixStream`, a `tokio::io::DuplexStream`, a stream from another network stack...).
@@ -45,12 +52,18 @@ pub enum MaybeTlsStream {
     #[cfg(feature = "http3")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
     Http3(Box<crate::http3::H3Stream>),
+    /// A stream of an HTTP/2 connection (RFC 8441), possibly shared with other WebSockets to
+    /// the same server (see [`Dialer::http_version`](crate::Dialer::http_version)).
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    Http2(H2Stream),
 }
 
 impl MaybeTlsStream {
     /// The TCP stream underneath (for its addresses or socket options); `None` when the
-    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, and over
-    /// HTTP/3 (QUIC runs over UDP).
+    /// transport came from a [`Dialer::connector`](crate::Dialer::connector) hook, for an
+    /// HTTP/2 stream (whose TCP stream belongs to the connection's task), and over HTTP/3
+    /// (QUIC runs over UDP).
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             MaybeTlsStream::Plain(s) => Some(s),
@@ -59,6 +72,8 @@ impl MaybeTlsStream {
             MaybeTlsStream::Layered(s) => s.tcp(),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(_) => None,
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(_) => None,
         }
     }
 
@@ -72,6 +87,23 @@ impl MaybeTlsStream {
             MaybeTlsStream::Layered(s) => s.is_tls(),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(_) => true,
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => s.is_tls(),
+        }
+    }
+
+    /// The protocol the server chose in TLS's ALPN, if any.
+    #[cfg(feature = "http2")]
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::Rustls(s) => s.get_ref().1.alpn_protocol(),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::Layered(LayeredStream {
+                top: Layer::Tls(s),
+                server_tls: true,
+            }) => s.get_ref().1.alpn_protocol(),
+            _ => None,
         }
     }
 
@@ -240,6 +272,8 @@ impl AsyncRead for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_read(cx, buf),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -253,6 +287,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write(cx, buf),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -268,6 +304,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_write_vectored(cx, bufs),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -279,6 +317,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => s.top.is_write_vectored(),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => s.is_write_vectored(),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => s.is_write_vectored(),
         }
     }
 
@@ -290,6 +330,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_flush(cx),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -301,6 +343,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Layered(s) => Pin::new(&mut s.top).poll_shutdown(cx),
             #[cfg(feature = "http3")]
             MaybeTlsStream::Http3(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -315,11 +359,18 @@ fn no_socket() -> io::Error {
 /// The server's address (the proxy's, through a proxy), for `Conn<MaybeTlsStream>::peer_addr`.
 /// A transport made by a [`Dialer::connector`](crate::Dialer::connector) hook has none:
 /// `Unsupported`.
+///
+/// An HTTP/2 stream reports the addresses of its connection's transport, an HTTP/3 stream those
+/// of its QUIC connection.
 impl crate::SocketAddrs for MaybeTlsStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         #[cfg(feature = "http3")]
         if let MaybeTlsStream::Http3(s) = self {
             return crate::SocketAddrs::peer_addr(s.as_ref());
+        }
+        #[cfg(feature = "http2")]
+        if let MaybeTlsStream::Http2(s) = self {
+            return s.addrs().map(|(peer, _)| peer).ok_or_else(no_socket);
         }
         self.tcp().ok_or_else(no_socket)?.peer_addr()
     }
@@ -328,6 +379,10 @@ impl crate::SocketAddrs for MaybeTlsStream {
         #[cfg(feature = "http3")]
         if let MaybeTlsStream::Http3(s) = self {
             return crate::SocketAddrs::local_addr(s.as_ref());
+        }
+        #[cfg(feature = "http2")]
+        if let MaybeTlsStream::Http2(s) = self {
+            return s.addrs().map(|(_, local)| local).ok_or_else(no_socket);
         }
         self.tcp().ok_or_else(no_socket)?.local_addr()
     }

@@ -57,6 +57,29 @@ pub(crate) struct BenchArgs {
     /// masked frames coming back.
     #[arg(long)]
     pub(super) raw_echo: bool,
+    /// Drive the load through ferrosocket's own Dialer and Conn (one TCP connection per
+    /// WebSocket, HTTP/1.1) instead of the raw frame loop: the baseline for --http2 and
+    /// --http3, which imply it.
+    #[arg(long, conflicts_with = "raw_echo")]
+    pub(super) conn: bool,
+    /// Open every WebSocket as a stream of ONE HTTP/2 connection (RFC 8441): prior knowledge
+    /// for ws://, ALPN h2 for wss://.
+    #[arg(long, conflicts_with_all = ["raw_echo", "http3"])]
+    pub(super) http2: bool,
+    /// Open every WebSocket as a stream of ONE QUIC connection (RFC 9220; wss:// only).
+    #[arg(long, conflicts_with = "raw_echo")]
+    pub(super) http3: bool,
+    /// Trust this PEM certificate (a test server's self-signed one) for wss://, besides the
+    /// usual roots.
+    #[arg(long, value_name = "FILE")]
+    pub(super) tls_ca: Option<std::path::PathBuf>,
+}
+
+impl BenchArgs {
+    /// Whether the load goes through Dialer and Conn.
+    pub(super) fn via_conn(&self) -> bool {
+        self.conn || self.http2 || self.http3
+    }
 }
 
 /// Refuses values that would make the run meaningless or unbounded.

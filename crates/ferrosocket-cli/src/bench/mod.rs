@@ -24,6 +24,7 @@
 
 mod args;
 mod connect;
+mod conns;
 pub(crate) mod fanout;
 mod plan;
 mod reply;
@@ -68,10 +69,44 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn bench(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
+/// The connections under load: their tasks, the counters they share, how many there are,
+/// and the connections that could not be opened.
+struct Started {
+    load: JoinSet<Result<Outcome, String>>,
+    shared: Arc<Shared>,
+    connections: usize,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// The counters and histogram of a run whose load starts now (after any warm-up).
+fn shared_state(
+    args: &BenchArgs,
+    plan: Plan,
+    frames: plan::Frames,
+) -> Result<Arc<Shared>, Box<dyn std::error::Error>> {
+    let t0 = Instant::now();
+    let measure_start = t0 + Duration::from_secs_f64(args.warmup);
+    let end = measure_start + Duration::from_secs_f64(args.duration);
+    let histogram = Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
+    Ok(Arc::new(Shared {
+        plan,
+        frames,
+        measure_start,
+        end,
+        budget: AtomicU64::new(args.messages.unwrap_or(u64::MAX)),
+        sent: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        last_done_us: AtomicU64::new(0),
+        histogram: Mutex::new(histogram),
+    }))
+}
+
+/// The raw loop: sans-I/O handshakes, then frames built once and written from one buffer.
+async fn start_raw(args: &BenchArgs) -> Result<Started, Box<dyn std::error::Error>> {
     let target = url_target(&args.url)?;
     if target.tls {
-        return Err("bench speaks plain ws:// only (wss:// is not supported)".into());
+        return Err("bench speaks plain ws:// only without --conn, --http2 or --http3".into());
     }
     let plan = Plan::new(args);
 
@@ -110,31 +145,88 @@ async fn bench(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let frames = build_frames(&plan, deflate.as_ref())?;
 
     // Phase 2: the load.
-    let t0 = Instant::now();
-    let measure_start = t0 + Duration::from_secs_f64(args.warmup);
-    let end = measure_start + Duration::from_secs_f64(args.duration);
-    let histogram = Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
-    let shared = Arc::new(Shared {
-        plan,
-        frames,
-        measure_start,
-        end,
-        budget: AtomicU64::new(args.messages.unwrap_or(u64::MAX)),
-        sent: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-        last_done_us: AtomicU64::new(0),
-        histogram: Mutex::new(histogram),
-    });
+    let shared = shared_state(args, plan, frames)?;
+    let mut load = JoinSet::new();
+    for up in upgraded {
+        load.spawn(Load::new(up, shared.clone()).run());
+    }
+    Ok(Started {
+        load,
+        shared,
+        connections,
+        errors,
+        first_error,
+    })
+}
+
+/// The load through Dialer and Conn, over HTTP/1.1, HTTP/2 or HTTP/3 ([`conns`]).
+async fn start_conns(args: &BenchArgs) -> Result<Started, Box<dyn std::error::Error>> {
+    let plan = Plan::new(args);
+    let carrier = if args.http3 {
+        conns::Carrier::Http3
+    } else if args.http2 {
+        conns::Carrier::Http2
+    } else {
+        conns::Carrier::Http1
+    };
+    let mut dialer = ferrosocket::Dialer::new()
+        .enable_compression(args.compress)
+        .max_message_size(Some(plan.size.max(1 << 20)));
+    if let Some(ca) = &args.tls_ca {
+        let mut roots = ferrosocket::tls::webpki_roots();
+        use ferrosocket::tls::rustls::pki_types::{CertificateDer, pem::PemObject};
+        for cert in
+            CertificateDer::pem_file_iter(ca).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?
+        {
+            let cert = cert.map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        }
+        dialer = dialer.tls_config(ferrosocket::tls::client_config_with_roots(roots)?);
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let opened = conns::open_all(dialer, &args.url, carrier, plan.connections, timeout).await;
+    if opened.conns.is_empty() {
+        return Err(no_connection(&args.url, opened.errors, opened.first_error.as_deref()).into());
+    }
+    let msg = conns::message(&plan)?;
+    let frames = build_frames(&plan, None)?;
+    let connections = opened.conns.len();
+    let shared = shared_state(args, plan, frames)?;
+    let mut load = JoinSet::new();
+    for conn in opened.conns {
+        load.spawn(conns::run(conn, shared.clone(), msg.clone()));
+    }
+    Ok(Started {
+        load,
+        shared,
+        connections,
+        errors: opened.errors,
+        first_error: opened.first_error,
+    })
+}
+
+async fn bench(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
+    let started = if args.via_conn() {
+        start_conns(args).await?
+    } else {
+        start_raw(args).await?
+    };
+    let Started {
+        mut load,
+        shared,
+        connections,
+        mut errors,
+        mut first_error,
+    } = started;
+    let (measure_start, end) = (shared.measure_start, shared.end);
     let progress = progress_bar(args, &shared);
     let mut cpu0 = if args.warmup == 0.0 {
         read_cpu_us(args.server_pid)
     } else {
         None
     };
-    let mut load = JoinSet::new();
-    for up in upgraded {
-        load.spawn(Load::new(up, shared.clone()).run());
-    }
     if args.warmup > 0.0 {
         tokio::time::sleep_until(measure_start).await;
         cpu0 = read_cpu_us(args.server_pid);

@@ -23,6 +23,10 @@ fn args(addr: std::net::SocketAddr, connections: usize, size: usize, in_flight: 
         timeout: 2.0,
         server_pid: None,
         raw_echo: false,
+        conn: false,
+        http2: false,
+        http3: false,
+        tls_ca: None,
     }
 }
 
@@ -70,6 +74,16 @@ async fn every_message_comes_back_from_a_real_echo() {
             r.first_error
         );
         assert!(r.histogram.len() == 200);
+        // The same through Dialer and Conn (--conn).
+        a.conn = true;
+        let r = bench(&a).await.unwrap();
+        assert_eq!(
+            (r.connections, r.messages, r.sent, r.errors),
+            (3, 200, 200, 0),
+            "--conn: {:?}",
+            r.first_error
+        );
+        assert!(r.histogram.len() == 200);
     }
 }
 
@@ -94,6 +108,10 @@ async fn garbage_from_the_server_fails_its_connection_without_panicking() {
         let r = bench(&args(addr, 1, 5, 1)).await.unwrap();
         assert_eq!((r.errors, r.messages), (1, 0), "{g:?}");
         assert!(r.first_error.is_some());
+        let mut a = args(addr, 1, 5, 1);
+        a.conn = true;
+        let r = bench(&a).await.unwrap();
+        assert_eq!((r.errors, r.messages), (1, 0), "--conn: {g:?}");
     }
 }
 
@@ -109,6 +127,15 @@ async fn a_silent_server_ends_at_the_deadline() {
     let start = std::time::Instant::now();
     let r = bench(&a).await.unwrap();
     assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!((r.connections, r.messages, r.errors), (2, 0, 0));
+    a.conn = true;
+    let start = std::time::Instant::now();
+    let r = bench(&a).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "--conn took {:?}",
+        start.elapsed()
+    );
     assert_eq!((r.connections, r.messages, r.errors), (2, 0, 0));
 }
 

@@ -40,7 +40,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Takes up to `want` messages from the `--messages` budget.
-    fn claim(&self, want: u64) -> u64 {
+    pub(super) fn claim(&self, want: u64) -> u64 {
         if want == 0 {
             return 0;
         }

@@ -6,6 +6,8 @@
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
+#[cfg(feature = "http2")]
+mod http2;
 #[cfg(feature = "http3")]
 mod http3;
 mod no_proxy;
@@ -14,6 +16,9 @@ mod request;
 
 #[cfg(feature = "http3")]
 pub use self::http3::Http3Session;
+#[cfg(feature = "http2")]
+pub use http2::HttpVersion;
+
 pub use no_proxy::NoProxy;
 pub use proxy::ProxyConfig;
 pub use request::IntoClientRequest;
@@ -60,6 +65,13 @@ struct Inner {
     proxy_from_env: bool,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<rustls::ClientConfig>>,
+    #[cfg(feature = "http2")]
+    http_version: HttpVersion,
+    #[cfg(feature = "http2")]
+    share_http2: bool,
+    /// Live HTTP/2 connections; a dialer whose options change gets a fresh pool (see `with`).
+    #[cfg(feature = "http2")]
+    h2_pool: Arc<http2::Pool>,
 }
 
 /// Opens WebSocket connections to servers.
@@ -86,6 +98,8 @@ struct Inner {
 /// | [`subprotocols`](Self::subprotocols) | none offered | the application decides what it speaks |
 /// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
 /// | `tls_config` | Mozilla's roots (`webpki-roots`), ALPN `http/1.1` | the same trust on every machine, with no dependency on the platform's store |
+/// | `http_version` (feature `http2`) | HTTP/1.1 | one behaviour unless asked: HTTP/2 (RFC 8441) needs a server that enables extended `CONNECT`; `Auto` finds out |
+/// | `share_http2_connections` (feature `http2`) | on | WebSockets to one server over HTTP/2 share one TCP/TLS connection, HTTP/2's point |
 ///
 /// Frames sent by the client are masked with keys from the OS CSPRNG (RFC 6455 §5.3).
 ///
@@ -117,15 +131,19 @@ impl Default for Dialer {
 
 impl fmt::Debug for Dialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dialer")
-            .field("connector", &self.inner.connector.as_ref().map(|_| "custom"))
+        let mut f = f.debug_struct("Dialer");
+        f.field("connector", &self.inner.connector.as_ref().map(|_| "custom"))
             .field("connect_timeout", &self.inner.connect_timeout)
             .field("handshake_timeout", &self.inner.handshake_timeout)
             .field("subprotocols", &self.inner.subprotocols)
             .field("proxy", &self.inner.proxy)
             .field("proxy_from_env", &self.inner.proxy_from_env)
-            .field("config", &self.inner.options.config)
-            .finish_non_exhaustive()
+            .field("config", &self.inner.options.config);
+        #[cfg(feature = "http2")]
+        f.field("http_version", &self.inner.http_version)
+            .field("share_http2", &self.inner.share_http2)
+            .field("http2_connections", &self.inner.h2_pool.len());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -144,12 +162,24 @@ impl Dialer {
                 proxy_from_env: true,
                 #[cfg(feature = "rustls")]
                 tls: None,
+                #[cfg(feature = "http2")]
+                http_version: HttpVersion::Http1,
+                #[cfg(feature = "http2")]
+                share_http2: true,
+                #[cfg(feature = "http2")]
+                h2_pool: Arc::default(),
             }),
         }
     }
 
     fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
-        f(Arc::make_mut(&mut self.inner));
+        let inner = Arc::make_mut(&mut self.inner);
+        f(inner);
+        // Shared HTTP/2 connections were made with the old options (TLS, limits...).
+        #[cfg(feature = "http2")]
+        {
+            inner.h2_pool = Arc::default();
+        }
         self
     }
 
@@ -290,8 +320,55 @@ impl Dialer {
         self.with(|i| i.tls = Some(config))
     }
 
+    /// Which HTTP version WebSockets are opened over (default [`HttpVersion::Http1`]):
+    /// HTTP/1.1 only, HTTP/2 only (RFC 8441: ALPN `h2` for `wss://`, prior knowledge for
+    /// `ws://`), or [`Auto`](HttpVersion::Auto) (HTTP/2 when the server offers it for
+    /// `wss://`, HTTP/1.1 otherwise).
+    ///
+    /// Over HTTP/2 every option applies as over HTTP/1.1 (subprotocols, headers, compression,
+    /// limits, timeouts, proxies and the [`connector`](Self::connector) hook, which carry the
+    /// HTTP/2 connection); the server's answer is a `200` instead of a `101`, and the
+    /// connection's transport is [`MaybeTlsStream::Http2`]. The ALPN list of the
+    /// [`tls_config`](Self::tls_config) is replaced by `h2` (and `http/1.1` for `Auto`).
+    /// WebSockets to the same server share one HTTP/2 connection (see
+    /// [`share_http2_connections`](Self::share_http2_connections)); each HTTP/2 stream has a
+    /// 1 MiB receive window and the connection 16 MiB, so up to 15 WebSockets that the
+    /// application does not read leave their siblings room to flow.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ferrosocket::Error> {
+    /// use ferrosocket::{Dialer, HttpVersion, MaybeTlsStream};
+    /// let dialer = Dialer::new().http_version(HttpVersion::Auto);
+    /// let (a, _) = dialer.connect("wss://example.com/feed").await?;
+    /// let (b, _) = dialer.connect("wss://example.com/chat").await?;
+    /// if let (MaybeTlsStream::Http2(a), MaybeTlsStream::Http2(b)) = (a.get_ref(), b.get_ref()) {
+    ///     assert_eq!(a.connection_id(), b.connection_id());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn http_version(self, version: HttpVersion) -> Self {
+        self.with(|i| i.http_version = version)
+    }
+
+    /// Whether WebSockets opened over HTTP/2 to the same server (scheme, host, port) share
+    /// one HTTP/2 connection (default: on). A connection is reused while it is open and
+    /// carries fewer streams than the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; otherwise
+    /// a new one is made (and shared in turn). The connection closes when its last
+    /// WebSocket and every clone of the dialer are gone. Off: one connection per WebSocket.
+    ///
+    /// Connections are shared by a dialer and its clones; changing an option makes a dialer
+    /// with no connection yet.
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn share_http2_connections(self, on: bool) -> Self {
+        self.with(|i| i.share_http2 = on)
+    }
+
     /// Connects to a `ws://` or `wss://` URL and runs the opening handshake. Returns the
-    /// connection and the server's `101` answer (its headers carry cookies and the like).
+    /// connection and the server's `101` answer (its headers carry cookies and the like; a
+    /// `200` over HTTP/2, see `Dialer::http_version`, feature `http2`).
     ///
     /// `request` is a URL (`&str`, `String`), an [`http::Uri`], or a whole
     /// [`http::Request<()>`] with headers for this call only (see [`IntoClientRequest`]: its
@@ -323,6 +400,10 @@ impl Dialer {
     /// - [`Error::Proxy`] when a proxy refuses the tunnel or does not speak HTTP.
     /// - [`Error::Io`] when connecting or TLS fails.
     /// - [`Error::Closed`] (1006) when the server closed the connection before answering.
+    /// - `Error::Http2` (feature `http2`) when HTTP/2 was required and the server does not
+    ///   offer it, or the HTTP/2 connection or stream failed before the answer (see
+    ///   `Dialer::http_version`). Over HTTP/2 a refusal is
+    ///   [`Error::BadHandshake`] as over HTTP/1.1 (any status but `200`).
     pub async fn connect<R>(&self, request: R) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error>
     where
         R: IntoClientRequest,
@@ -334,8 +415,43 @@ impl Dialer {
         }
         let req = self.with_host(req)?;
         let req = self.prepare(req)?;
-        let proxy = self.proxy_for(&target)?;
+        #[cfg(feature = "http2")]
+        if self.inner.http_version != HttpVersion::Http1 {
+            return http2::connect(self, req, target).await;
+        }
+        self.connect_http1(req, target, None).await
+    }
 
+    /// HTTP/1.1: the transport, TLS for `wss://` (with `alpn` instead of the configuration's
+    /// ALPN list when given), the upgrade.
+    async fn connect_http1(
+        &self,
+        req: Request<()>,
+        target: Target,
+        alpn: Option<&[&[u8]]>,
+    ) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error> {
+        let (io, leftover) = self.transport(&target).await?;
+        let deadline = deadline(self.inner.handshake_timeout);
+        let stream = if target.tls {
+            if !leftover.is_empty() {
+                return Err(ProxyError::UnexpectedData.into());
+            }
+            within(
+                deadline,
+                TimeoutKind::Handshake,
+                self.tls_connect(io, &target, alpn),
+            )
+            .await?
+        } else {
+            MaybeTlsStream::plain(io)
+        };
+        self.handshake(stream, req, leftover, deadline).await
+    }
+
+    /// The transport to `target` within the connect timeout: directly, or through a proxy's
+    /// tunnel (with any bytes the proxy sent after its answer).
+    async fn transport(&self, target: &Target) -> Result<(Layer, BytesMut), Error> {
+        let proxy = self.proxy_for(target)?;
         let connect = async {
             let Some(p) = &proxy else {
                 let io = self.open(&target.host, target.port).await?;
@@ -346,26 +462,15 @@ impl Dialer {
             if p.is_tls() {
                 io = self.proxy_tls(io, p).await?;
             }
-            let leftover = proxy::tunnel(&mut io, p, &target).await?;
+            let leftover = proxy::tunnel(&mut io, p, target).await?;
             Ok((io, leftover))
         };
-        let (io, leftover) = within(
+        within(
             deadline(self.inner.connect_timeout),
             TimeoutKind::Connect,
             connect,
         )
-        .await?;
-
-        let deadline = deadline(self.inner.handshake_timeout);
-        let stream = if target.tls {
-            if !leftover.is_empty() {
-                return Err(ProxyError::UnexpectedData.into());
-            }
-            within(deadline, TimeoutKind::Handshake, self.tls_connect(io, &target)).await?
-        } else {
-            MaybeTlsStream::plain(io)
-        };
-        self.handshake(stream, req, leftover, deadline).await
+        .await
     }
 
     /// Runs the opening handshake over a transport the caller made:
@@ -444,11 +549,21 @@ impl Dialer {
 
     /// TLS to the server over `io` (straight over TCP: [`MaybeTlsStream::Rustls`]).
     #[cfg(feature = "rustls")]
-    async fn tls_connect(&self, io: Layer, target: &Target) -> Result<MaybeTlsStream, Error> {
-        let config = match &self.inner.tls {
+    async fn tls_connect(
+        &self,
+        io: Layer,
+        target: &Target,
+        alpn: Option<&[&[u8]]>,
+    ) -> Result<MaybeTlsStream, Error> {
+        let mut config = match &self.inner.tls {
             Some(c) => c.clone(),
             None => crate::tls::webpki_client_config()?,
         };
+        if let Some(protocols) = alpn {
+            let mut own = (*config).clone();
+            own.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+            config = Arc::new(own);
+        }
         let hint = "; if the server uses a private certificate authority, trust it with Dialer::tls_config";
         match io {
             Layer::Tcp(tcp) => {
@@ -463,7 +578,12 @@ impl Dialer {
     }
 
     #[cfg(not(feature = "rustls"))]
-    async fn tls_connect(&self, _io: Layer, _target: &Target) -> Result<MaybeTlsStream, Error> {
+    async fn tls_connect(
+        &self,
+        _io: Layer,
+        _target: &Target,
+        _alpn: Option<&[&[u8]]>,
+    ) -> Result<MaybeTlsStream, Error> {
         Err(Error::Handshake(HandshakeError::BadUrl(
             "wss:// needs the `rustls` feature of ferrosocket; enable it in Cargo.toml".into(),
         )))
@@ -583,10 +703,24 @@ where
             "{host:?} cannot be used as a tls server name ({e}); use a dns name or an ip address"
         ))
     })?;
+    #[cfg(feature = "http2")]
+    let h2_only = config.alpn_protocols == [http2::ALPN_H2];
     tokio_rustls::TlsConnector::from(config)
         .connect(name, io)
         .await
         .map_err(|e| {
+            // Only h2 was offered and the server has no protocol in common (RFC 7301 §3.2).
+            #[cfg(feature = "http2")]
+            if h2_only
+                && matches!(
+                    e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()),
+                    Some(rustls::Error::AlertReceived(
+                        rustls::AlertDescription::NoApplicationProtocol
+                    ))
+                )
+            {
+                return Error::Http2(crate::error::Http2Error::NotNegotiated);
+            }
             let hint = if e.kind() == io::ErrorKind::InvalidData {
                 hint
             } else {
