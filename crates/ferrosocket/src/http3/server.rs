@@ -99,16 +99,7 @@ async fn accept_loop(
         // Nobody left to take WebSockets: the session is over.
         let Some(guard) = guard.upgrade() else { return };
         let (conn, upgrader, tx) = (conn.clone(), upgrader.clone(), tx.clone());
-        tokio::spawn(async move {
-            let timeout = upgrader.handshake_timeout_value();
-            let work = request(send, recv, &conn, guard, &upgrader, &tx);
-            match timeout {
-                Some(t) => {
-                    let _ = tokio::time::timeout(t, work).await;
-                }
-                None => work.await,
-            }
-        });
+        tokio::spawn(async move { request(send, recv, &conn, guard, &upgrader, &tx).await });
     }
 }
 
@@ -121,7 +112,15 @@ async fn request(
     upgrader: &Upgrader,
     tx: &mpsc::Sender<Conn<H3Stream>>,
 ) {
-    let (fields, leftover) = match read_headers(&mut recv).await {
+    // The handshake timeout bounds the request's arrival only (slowloris), not the wait
+    // for the application to take the WebSocket.
+    let read = match upgrader.handshake_timeout_value() {
+        Some(t) => tokio::time::timeout(t, read_headers(&mut recv))
+            .await
+            .unwrap_or(Ok(None)),
+        None => read_headers(&mut recv).await,
+    };
+    let (fields, leftover) = match read {
         Ok(Some(read)) => read,
         Ok(None) => return,
         Err(e) if e.code == codes::H3_MESSAGE_ERROR || e.code == codes::H3_EXCESSIVE_LOAD => {
@@ -160,7 +159,8 @@ async fn request(
             }
             if send.write_all(&out).await.is_ok() {
                 let _ = send.finish();
-                let _ = send.stopped().await;
+                let linger = std::time::Duration::from_secs(5);
+                let _ = tokio::time::timeout(linger, send.stopped()).await;
             }
         }
     }
