@@ -543,19 +543,7 @@ async fn a_plain_get_gets_the_refusal_status() {
     let expected = Upgrader::new().decide(&parts, None).unwrap_err().status();
     assert!(expected.is_client_error(), "{expected}");
 
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let mut tls = (*client_config_with_roots(roots).unwrap()).clone();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic_tls)));
-    let quic = timeout(T, endpoint.connect(server.addr, "127.0.0.1").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut control = quic.open_uni().await.unwrap();
-    control.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
+    let (_endpoint, quic, _control) = raw_client(&cert, server.addr).await;
     let (mut send, mut recv) = quic.open_bi().await.unwrap();
     // Required Insert Count 0, Base 0; :method GET (static 17), :scheme https (23), :path /
     // (1), then :authority by static name reference (0) with a literal value.
@@ -590,4 +578,53 @@ async fn a_plain_get_gets_the_refusal_status() {
     let carried = answer.windows(3).any(|w| w == status)
         || indexed.is_some_and(|pat| answer.windows(pat.len()).any(|w| w == pat));
     assert!(carried, "status {expected} not in {answer:?}");
+}
+
+/// A bare QUIC client with ALPN h3 and its control stream (empty SETTINGS) open.
+async fn raw_client(
+    cert: &Cert,
+    addr: SocketAddr,
+) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let mut tls = (*client_config_with_roots(roots).unwrap()).clone();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic_tls)));
+    let quic = timeout(T, endpoint.connect(addr, "127.0.0.1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut control = quic.open_uni().await.unwrap();
+    control.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
+    (endpoint, quic, control)
+}
+
+/// We advertise a QPACK table capacity of 0: a field section that needs the dynamic table
+/// (Required Insert Count 1) closes the connection with QPACK_DECOMPRESSION_FAILED (0x200).
+#[tokio::test]
+async fn a_dynamic_table_reference_closes_with_qpack_decompression_failed() {
+    let cert = cert();
+    let server = serve(&cert, Upgrader::new(), echo).await;
+    let (_endpoint, quic, _control) = raw_client(&cert, server.addr).await;
+    let (mut send, _recv) = quic.open_bi().await.unwrap();
+    send.write_all(&[0x01, 0x03, 0x02, 0x00, 0x80]).await.unwrap();
+    match timeout(T, quic.closed()).await.unwrap() {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0x200), "{close:?}");
+        }
+        other => panic!("expected QPACK_DECOMPRESSION_FAILED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn plain_ws_urls_are_refused_for_http3() {
+    let cert = cert();
+    match dialer(&cert).connect_http3("ws://127.0.0.1:9/").await {
+        Err(Error::Handshake(ferrosocket::proto::HandshakeError::BadUrl(msg))) => {
+            assert!(msg.contains("HTTP/3 always is"), "{msg}");
+        }
+        other => panic!("expected BadUrl, got {:?}", other.map(|(_, r)| r)),
+    }
 }

@@ -306,3 +306,83 @@ pub fn server_config(tls: &rustls::ServerConfig) -> Result<quinn::ServerConfig, 
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fields(list: &[(&str, &str)]) -> Vec<qpack::Field> {
+        list.iter()
+            .map(|(n, v)| qpack::Field {
+                name: n.as_bytes().to_vec(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extended_connect_becomes_parts_with_the_protocol() {
+        let p = request_parts(&fields(&[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https"),
+            (":authority", "example.com:4433"),
+            (":path", "/chat?room=1"),
+            ("sec-websocket-version", "13"),
+        ]))
+        .unwrap();
+        assert_eq!(p.method, Method::CONNECT);
+        assert_eq!(p.version, Version::HTTP_3);
+        assert_eq!(p.uri, "https://example.com:4433/chat?room=1");
+        assert_eq!(p.headers["sec-websocket-version"], "13");
+        assert_eq!(
+            p.extensions.get::<ConnectProtocol>().unwrap().as_str(),
+            "websocket"
+        );
+        let upgrade = Upgrader::new().decide(&p, None).unwrap();
+        assert_eq!(upgrade.response().status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn malformed_requests_are_message_errors() {
+        for bad in [
+            &[(":path", "/")][..],
+            &[(":method", "GET"), (":method", "GET"), (":path", "/")],
+            &[(":method", "GET"), ("x", "1"), (":path", "/")],
+            &[(":method", "GET"), (":path", "/"), ("X-Upper", "1")],
+            &[(":method", "GET"), (":path", "/"), (":bogus", "1")],
+        ] {
+            assert_eq!(
+                request_parts(&fields(bad)).unwrap_err().code,
+                codes::H3_MESSAGE_ERROR,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn responses_drop_connection_specific_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close".parse().unwrap());
+        h.insert("sec-websocket-protocol", "chat".parse().unwrap());
+        let out = response_headers(StatusCode::OK, &h);
+        let mut d = FrameDecoder::new(1 << 16);
+        d.push(&out);
+        let Some(Frame::Headers(block)) = d.next_frame().unwrap() else {
+            panic!("not a HEADERS frame")
+        };
+        let got: Vec<(Vec<u8>, Vec<u8>)> = qpack::decode(&block, 1 << 16)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.name, f.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b":status".to_vec(), b"200".to_vec()),
+                (b"sec-websocket-protocol".to_vec(), b"chat".to_vec())
+            ]
+        );
+    }
+}
