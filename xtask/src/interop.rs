@@ -6,7 +6,8 @@
 //!    every size, checks the echo byte for byte and that permessage-deflate was negotiated.
 //!    Then python-hyper's `h2` drives RFC 8441 by hand (`scripts/interop/h2_client.py`): two
 //!    WebSockets on one HTTP/2 connection, cleartext (prior knowledge) and over TLS (ALPN h2,
-//!    a certificate made for the run), compression done by the script.
+//!    a certificate made for the run), compression done by the script; and aioquic drives RFC
+//!    9220 (`scripts/interop/h3_client.py`) against `echo --http3`.
 //! 2. `ferrosocket client URL --once` (stdin -> one message -> reply on stdout) against a
 //!    websockets and a ws echo server with compression on (the servers report what they
 //!    negotiated); skipped with a message if the binary has no `client --once`.
@@ -245,6 +246,43 @@ fn interop(ctx: &mut Ctx, no_build: bool) -> Result<()> {
     }
     tls_echo.stop()?;
 
+    // HTTP/3 (RFC 9220) by aioquic, WebSocket frames made by the script, against
+    // `echo --http3` (QUIC on the same port, UDP).
+    let port = proc::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut h3_echo = proc::spawn(
+        Command::new(&ctx.bin)
+            .args([
+                "echo",
+                "--listen",
+                &addr.to_string(),
+                "--quiet",
+                "--http3",
+                "--tls-cert",
+            ])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+        &ctx.work.join("echo-h3.log"),
+    )?;
+    proc::wait_port(addr, &mut h3_echo, Duration::from_secs(30))?;
+    let mut cmd = Command::new(&ctx.py);
+    cmd.arg(ctx.helpers.join("h3_client.py"))
+        .args(["127.0.0.1", &port.to_string(), "/ws", "--cafile"])
+        .arg(&cert);
+    run_check(
+        ctx,
+        "h3(aioquic)→echo",
+        "text+binary 70000 B, close",
+        70_000,
+        &mut cmd,
+    )?;
+    if !h3_echo.is_running() {
+        eprintln!("{}", proc::log_tail(h3_echo.log(), 40));
+        bail!("ferrosocket echo (http3) died during the run");
+    }
+    h3_echo.stop()?;
+
     // 2. `ferrosocket client --once` against the peers' echo servers.
     let has_once = Command::new(&ctx.bin)
         .args(["client", "--help"])
@@ -402,6 +440,29 @@ fn run_client(ctx: &mut Ctx, peer: &str, cmd: &mut Command) -> Result<()> {
         }
     }
     ctx.rows.extend(got);
+    Ok(())
+}
+
+/// Runs a peer program that checks a whole exchange itself (exit status 0 when everything
+/// matched) and records it as one row of `kind` and `size`.
+fn run_check(ctx: &mut Ctx, peer: &str, kind: &str, size: u64, cmd: &mut Command) -> Result<()> {
+    log(format!("running {peer}"));
+    let out_path = ctx.work.join(format!("{peer}.out"));
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(&out_path)?)
+        .stderr(Stdio::from(File::create(&out_path)?.try_clone()?));
+    let t0 = Instant::now();
+    let mut child = proc::spawn_stdio(cmd)?;
+    let status = proc::wait_timeout(&mut child, ctx.run_timeout)?;
+    let ms = t0.elapsed().as_millis();
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (status, detail) = match status {
+        Some(s) if s.success() => ("ok", String::new()),
+        Some(s) => ("FAIL", format!("exit {s}: {}", flat_tail(&out, 300))),
+        None => ("FAIL", "timed out".to_owned()),
+    };
+    ctx.rows
+        .push(Row::new(peer, kind, size, status, "none", ms, detail));
     Ok(())
 }
 

@@ -74,7 +74,7 @@
 //! | `stream` | on | `futures` `Stream` and `Sink` for [`Conn`] and the split halves |
 //! | `json` | off | `send_json` / `recv_json` on [`Conn`] and the split halves, with serde_json |
 //! | `hyper` | off | `Upgrader::upgrade_hyper`: upgrades of hyper 1 requests (hyper-util servers, frameworks on hyper) |
-//! | `http2` | off | WebSockets over HTTP/2 (RFC 8441): `upgrade_hyper` accepts extended CONNECTs from hyper's HTTP/2 server (implies `hyper`) |
+//! | `http2` | off | WebSockets over HTTP/2 (RFC 8441), both roles: `upgrade_hyper` accepts extended CONNECTs from hyper's HTTP/2 server; the [`Dialer`] opens its connections as streams of one shared HTTP/2 connection with `Dialer::http_version` (implies `hyper`) |
 //! | `http3` | off | WebSockets over HTTP/3 (RFC 9220), both roles, over quinn: `Upgrader::accept_http3`, `Dialer::connect_http3`, [`Http3Session`], module `http3` (implies `rustls`) |
 //! | `metrics` | off | connection, message, byte, close-code, ping and queue metrics through the `metrics` facade (module `metrics` lists them) |
 //!

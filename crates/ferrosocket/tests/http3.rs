@@ -487,47 +487,6 @@ async fn a_server_without_extended_connect_is_a_typed_error() {
     }
 }
 
-/// An independent client: aioquic's HTTP/3 with WebSocket frames made by hand in Python
-/// (`scripts/interop/h3_client.py`), against `accept_http3` echoing. Needs
-/// `.venv-interop/bin/python` with aioquic 1.7.2 (`cargo xtask interop` installs it); skipped
-/// with a message without it, failed instead when `CI` is set.
-#[tokio::test]
-async fn aioquic_client_interop() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv-interop/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing; run `cargo xtask interop` once to install aioquic",
-            python.display()
-        );
-        eprintln!(
-            "SKIPPED aioquic_client_interop: {} is missing (run `cargo xtask interop` once to install aioquic)",
-            python.display()
-        );
-        return;
-    }
-    let cert = cert();
-    let server = serve(&cert, Upgrader::new(), echo).await;
-    let run = tokio::process::Command::new(python)
-        .arg(root.join("scripts/interop/h3_client.py"))
-        .args([
-            "127.0.0.1",
-            &server.addr.port().to_string(),
-            "/interop",
-            "--insecure",
-        ])
-        .kill_on_drop(true)
-        .output();
-    let out = timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "h3_client.py failed:\n{stdout}\n{stderr}");
-    assert!(stdout.starts_with("ok: h3 websocket echo"), "{stdout}");
-}
-
 /// A plain GET over HTTP/3 (not an extended CONNECT) gets `decide`'s refusal status, sent by
 /// a raw QUIC client whose request is QPACK-encoded by hand here.
 #[tokio::test]
