@@ -14,6 +14,7 @@
 
 pub(crate) mod codes;
 pub(crate) mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
 mod fuzzing;
 mod huffman;
 mod huffman_table;
@@ -25,6 +26,7 @@ mod stream;
 mod varint;
 
 pub use crate::error::Http3Error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzzing::fuzz_decode;
 pub use server::{Http3Server, server_config};
