@@ -93,6 +93,7 @@ impl FrameDecoder {
 
     /// Whether bytes of an unfinished frame are held (a stream that ends now ends mid-frame:
     /// H3_FRAME_ERROR).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn is_mid_frame(&self) -> bool {
         !self.buf.is_empty() || self.skip > 0
     }

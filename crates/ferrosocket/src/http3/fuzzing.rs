@@ -15,6 +15,7 @@ use super::{huffman, qpack};
 /// # Panics
 /// When an invariant is broken: that is the finding.
 #[doc(hidden)]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))] // re-exported only with `fuzzing`
 pub fn fuzz_decode(data: &[u8]) {
     const CAP: usize = 4096;
     let Some((&first, rest)) = data.split_first() else {
