@@ -201,20 +201,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The median of `field` (a JSON pointer) over the runs without errors.
+/// The median of the value at `pointer` over the runs without errors.
 fn median(runs: &[Value], pointer: &str) -> Option<f64> {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.get("errors").and_then(Value::as_i64) == Some(0))
-        .filter_map(|r| r.pointer(pointer)?.as_f64())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
+    benchkit::median(
+        runs.iter()
+            .filter(|r| r.get("errors").and_then(Value::as_i64) == Some(0))
+            .filter_map(|r| r.pointer(pointer)?.as_f64()),
+    )
 }
 
 fn markdown(results: &[Vec<Vec<Value>>], connections: usize) -> String {

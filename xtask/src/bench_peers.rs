@@ -438,18 +438,11 @@ fn errors(r: &Value) -> i64 {
 
 /// The median of `field` over the runs without errors.
 fn median(runs: &[&Value], field: &str) -> Option<f64> {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter(|r| errors(r) == 0)
-        .filter_map(|r| r.get(field)?.as_f64())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
+    benchkit::median(
+        runs.iter()
+            .filter(|r| errors(r) == 0)
+            .filter_map(|r| r.get(field)?.as_f64()),
+    )
 }
 
 /// The first line of /proc/cpuinfo's "model name", the processors it lists, the kernel release

@@ -185,6 +185,19 @@ pub struct HandshakeResponse {
     pub error: HandshakeError,
 }
 
+impl HandshakeResponse {
+    /// The error of a handshake the server refused with `parts` and the start of its `body`
+    /// (over HTTP/1.1, HTTP/2 or HTTP/3 alike).
+    pub(crate) fn refused(parts: http::response::Parts, body: Bytes) -> Error {
+        Error::BadHandshake(Box::new(HandshakeResponse {
+            error: HandshakeError::Status(parts.status.as_u16()),
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }))
+    }
+}
+
 impl fmt::Display for HandshakeResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.error)?;

@@ -429,12 +429,7 @@ async fn open_stream(
         let (parts, body) = resp.into_parts();
         let wait_until = until.unwrap_or_else(|| Instant::now() + super::ERROR_BODY_WAIT);
         let body = read_body(body, wait_until).await;
-        return Err(Opened::Fail(Error::BadHandshake(Box::new(HandshakeResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            error: HandshakeError::Status(parts.status.as_u16()),
-        }))));
+        return Err(Opened::Fail(HandshakeResponse::refused(parts, body)));
     }
     let upgrade = hyper::upgrade::on(&mut resp);
     let (parts, _body) = resp.into_parts();

@@ -11,9 +11,10 @@ use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
+use super::within;
 use crate::error::{HandshakeResponse, Http3Error, TimeoutKind};
 use crate::http3::codes::{self, CodecError};
-use crate::http3::frame::{self, Frame, FrameDecoder};
+use crate::http3::frame::{Frame, FrameDecoder};
 use crate::http3::session::{Session, fail};
 use crate::http3::{H3Stream, MAX_ERROR_BODY, MAX_FIELD_SECTION_SIZE, qpack};
 use crate::{Conn, Dialer, Error, IntoClientRequest, MaybeTlsStream};
@@ -45,19 +46,6 @@ pub struct Http3Session {
 
 fn target_error(msg: String) -> Error {
     Error::Handshake(HandshakeError::BadUrl(msg))
-}
-
-async fn within<T>(
-    deadline: Option<Instant>,
-    kind: TimeoutKind,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, work)
-            .await
-            .unwrap_or(Err(Error::Timeout(kind))),
-        None => work.await,
-    }
 }
 
 impl Dialer {
@@ -229,12 +217,7 @@ impl Http3Session {
             let body = read_body(&mut recv, frames, deadline).await;
             let _ = send.finish();
             let (parts, ()) = resp.into_parts();
-            return Err(Error::BadHandshake(Box::new(HandshakeResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-                error: HandshakeError::Status(parts.status.as_u16()),
-            })));
+            return Err(HandshakeResponse::refused(parts, body));
         }
         let negotiated = hs.verify_extended_connect(&resp)?;
         let stream = H3Stream::new(
@@ -272,11 +255,7 @@ fn request_headers(authority: &str, path: &str, headers: &HeaderMap) -> Vec<u8> 
             .filter(|(n, _)| !skip.contains(n))
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
     );
-    let mut block = Vec::new();
-    qpack::encode(fields, &mut block);
-    let mut out = Vec::with_capacity(block.len() + 8);
-    frame::encode_frame(frame::HEADERS, &block, &mut out);
-    out
+    qpack::headers_frame(fields)
 }
 
 fn protocol_error(conn: &quinn::Connection, e: CodecError) -> Error {

@@ -633,12 +633,7 @@ impl Dialer {
             let body = read_error_body(&mut io, &resp, &mut buf, wait_until).await;
             let _ = tokio::time::timeout_at(wait_until, io.shutdown()).await;
             let (parts, ()) = resp.into_parts();
-            return Err(Error::BadHandshake(Box::new(HandshakeResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-                error: HandshakeError::Status(parts.status.as_u16()),
-            })));
+            return Err(HandshakeResponse::refused(parts, body));
         }
         let negotiated = hs.verify(&resp)?;
         let mut core = self
@@ -658,7 +653,7 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 }
 
 /// Runs `work` until `deadline`, then fails with `kind`.
-async fn within<T>(
+pub(super) async fn within<T>(
     deadline: Option<Instant>,
     kind: TimeoutKind,
     work: impl Future<Output = Result<T, Error>>,

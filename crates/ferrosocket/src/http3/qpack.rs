@@ -165,6 +165,15 @@ fn encode_str(s: &[u8], prefix: u8, first_bits: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(s);
 }
 
+/// A HEADERS frame carrying `fields`, QPACK-encoded (a request's or a response's head).
+pub(crate) fn headers_frame<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut block = Vec::new();
+    encode(fields, &mut block);
+    let mut out = Vec::with_capacity(block.len() + 8);
+    super::frame::encode_frame(super::frame::HEADERS, &block, &mut out);
+    out
+}
+
 /// Encodes `fields` as a field section with Required Insert Count 0: exact static matches
 /// as indexed lines, static names with a literal value, other names as literals (no
 /// Huffman coding).

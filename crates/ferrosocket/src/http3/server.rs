@@ -267,11 +267,7 @@ fn response_headers(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
             .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
     );
-    let mut block = Vec::new();
-    qpack::encode(fields, &mut block);
-    let mut out = Vec::with_capacity(block.len() + 8);
-    frame::encode_frame(frame::HEADERS, &block, &mut out);
-    out
+    qpack::headers_frame(fields)
 }
 
 /// A quinn server configuration for HTTP/3 from a rustls one (for example from
