@@ -16,7 +16,8 @@
 //!   first); a close frame with the right code (1002/1007) and then EOF are due.
 //! - `slow_reader`: 64 KiB messages, never read, closed after 5 s; the server must stop reading
 //!   (backpressure: at most [`SLOW_READER_MAX_MIB`] accepted).
-//! - `http:garbage`: not HTTP: 400 due. `http:oversized`: a 16.5-40 KiB head or more than 64
+//! - `http:garbage`: not HTTP/1.1: 400 due; the HTTP/2 preface alone (echo speaks h2c with
+//!   prior knowledge) gets the server's SETTINGS frame instead. `http:oversized`: a 16.5-40 KiB head or more than 64
 //!   header lines: 431 due.
 //! - `slowloris`: a handshake one byte per 100 ms: dropped by the 10 s handshake timeout (9-13 s
 //!   after connecting); no more than 2 at once, none started unless it fits before the deadline.
@@ -426,11 +427,30 @@ fn http_garbage(ctx: &Ctx, rng: &mut StdRng) -> Result<(), Fault> {
             v
         }
         2 => b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
-        3 => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        // A cleartext HTTP/2 client's first bytes: not garbage to `echo`, which speaks h2c.
+        3 => return expect_http2_settings(ctx),
         4 => b"GET /ws HTTP/9.9\r\n\r\n".to_vec(),
         _ => b"GET /ws HTTP/1.1\r\nHost: x\r\nBad Header Name: y\r\n\r\n".to_vec(),
     };
     expect_status(ctx, &data, 400)
+}
+
+/// Sends the HTTP/2 connection preface (RFC 9113 §3.4) and nothing more: the server must
+/// answer with its SETTINGS frame (type 0x4 on stream 0), the first frame an HTTP/2 server
+/// sends, and must not take the preface for a malformed HTTP/1.1 head.
+fn expect_http2_settings(ctx: &Ctx) -> Result<(), Fault> {
+    let mut s = connect(ctx.port)?;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")?;
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head)
+        .map_err(|e| failure(format!("no HTTP/2 frame after the preface: {e}")))?;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    if head[3] != 0x4 || stream != 0 {
+        return Err(failure(format!(
+            "the answer to the HTTP/2 preface is not a SETTINGS frame: {head:02x?}"
+        )));
+    }
+    Ok(())
 }
 
 fn http_oversized(ctx: &Ctx, rng: &mut StdRng) -> Result<(), Fault> {
