@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 const PAGE: &str = include_str!("echo.html");
 
-/// Bound on a client's TLS handshake (the WebSocket handshake has its own).
+/// Bound on a client's TLS handshake, and on a cleartext client's first bytes (the WebSocket
+/// handshake has its own).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `ferrosocket echo`.
@@ -202,10 +203,11 @@ async fn serve(args: EchoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let stop = shutdown.token();
                 match tls.clone() {
                     None if http2 => tokio::spawn(async move {
-                        if h2::opens_with_preface(&stream).await {
-                            h2::serve(shared, stream, addr, stop).await;
-                        } else {
-                            handle(shared, stream, addr, stop).await;
+                        // Bounded like a TLS handshake: a client that sends nothing is dropped.
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, h2::opens_with_preface(&stream)).await {
+                            Ok(true) => h2::serve(shared, stream, addr, stop).await,
+                            Ok(false) => handle(shared, stream, addr, stop).await,
+                            Err(_) => {}
                         }
                     }),
                     None => tokio::spawn(async move { handle(shared, stream, addr, stop).await }),

@@ -226,3 +226,17 @@ async fn sigterm_closes_http2_websockets_with_1001() {
     }
     drop(echo);
 }
+
+/// Waiting for a cleartext client's first bytes (HTTP/1.1 or the HTTP/2 preface) is bounded:
+/// a client that sends nothing is dropped after 10 s.
+#[tokio::test]
+async fn a_silent_cleartext_client_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let echo = Echo::start(&[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(&echo.addr).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let n = timeout(WAIT, tcp.read(&mut byte)).await.expect("dropped in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(start.elapsed() >= Duration::from_secs(9), "{:?}", start.elapsed());
+}

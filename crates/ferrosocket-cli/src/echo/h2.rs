@@ -9,12 +9,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// HTTP/2 PING interval on a connection, and how long its answer may take.
+const H2_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What a cleartext HTTP/2 connection starts with (RFC 9113 §3.4).
 pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -48,7 +52,13 @@ where
         service_fn(move |req| route(shared.clone(), addr, req))
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.enable_connect_protocol();
+    // A connection whose peer stops answering pings is closed, streams or not (a stream's
+    // WebSocket has its own keepalive; this bounds a connection that carries none).
+    builder
+        .enable_connect_protocol()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
