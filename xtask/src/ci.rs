@@ -209,7 +209,7 @@ fn stages(s: &mut Stages) -> Result<()> {
     s.stage("bench-smoke", || {
         proc::run(xtask()?.args(["bench-smoke", "--no-build"]))
     })?;
-    // Every cargo-fuzz target (libFuzzer + ASan on stable via RUSTC_BOOTSTRAP=1) for 10 s each
+    // Every cargo-fuzz target (libFuzzer + ASan on stable via RUSTC_BOOTSTRAP=1) for 10 s each, two at a time
     // (a smoke run that keeps the whole CI under an hour; longer runs: `cargo xtask fuzz SECS`),
     // after replaying the committed regressions.
     s.stage("fuzz", || proc::run(xtask()?.args(["fuzz", "10"])))?;

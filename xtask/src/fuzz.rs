@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz [SECS]`: builds the cargo-fuzz targets in `fuzz/` and runs each for SECS
-//! (default 30), one target at a time; fails on any crash, leak, timeout or OOM.
+//! (default 30), two targets at a time (one per core); fails on any crash, leak, timeout or OOM.
 //!
 //! Stable toolchain only: cargo-fuzz passes -Zsanitizer=address, which RUSTC_BOOTSTRAP=1
 //! unlocks; the stable toolchain ships the AddressSanitizer runtime. If that build fails anyway,
@@ -108,6 +108,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Fuzzes every target for `secs`, two at a time (libFuzzer is single-threaded and CI has two
+/// cores); the summary keeps the targets' order, and each target's output is printed whole.
 fn fuzz_targets(
     root: &Path,
     bin: &Path,
@@ -115,85 +117,143 @@ fn fuzz_targets(
     targets: &[String],
     secs: u64,
 ) -> Result<(Vec<String>, Vec<String>)> {
+    const JOBS: usize = 2;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Outcome>>> = (0..targets.len()).map(|_| None).collect();
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..JOBS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(t) = targets.get(i) else { break };
+                    let outcome = fuzz_one(root, bin, scratch, t, secs);
+                    if let Ok(o) = &outcome
+                        && !o.output.is_empty()
+                    {
+                        println!("{}", o.output);
+                    }
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, outcome));
+                    }
+                }
+            });
+        }
+    });
+    for (i, outcome) in done
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a fuzz worker panicked"))?
+    {
+        results[i] = Some(outcome);
+    }
     let mut summary = Vec::new();
     let mut failed = Vec::new();
-    for t in targets {
-        let artifacts = root.join("fuzz/artifacts").join(t);
-        let corpus_new = scratch.join(t);
-        std::fs::create_dir_all(&corpus_new)?;
-        std::fs::create_dir_all(&artifacts)?;
-        // Replay the minimized crashes first: they must stay fixed.
-        let mut regressions: Vec<_> = std::fs::read_dir(root.join("fuzz/regressions"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{t}-")))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        regressions.sort();
-        if !regressions.is_empty() {
-            let log = scratch.join(format!("{t}.replay.log"));
-            let mut child = proc::spawn(Command::new(bin.join(t)).args(&regressions), &log)?;
-            let ok = proc::wait_timeout(&mut child, std::time::Duration::from_secs(600))?
-                .is_some_and(|s| s.success());
-            if !ok {
-                println!("{}", proc::log_tail(&log, 40));
-                failed.push(format!("{t} (regression replay)"));
-                summary.push(format!("{t:<20} REGRESSION FAILED"));
-                continue;
-            }
-        }
-        println!("fuzz: {t} for {secs}s");
-        let t0 = Instant::now();
-        let log = scratch.join(format!("{t}.log"));
-        let mut child = proc::spawn(
-            Command::new(bin.join(t))
-                .arg(&corpus_new)
-                .arg(root.join("fuzz/corpus").join(t))
-                .arg(format!("-max_total_time={secs}"))
-                .args(["-timeout=20", "-rss_limit_mb=2048", "-print_final_stats=1"])
-                .arg(format!("-artifact_prefix={}/", artifacts.display())),
-            &log,
-        )?;
-        // libFuzzer stops itself after max_total_time; the bound is only for a hang.
-        let status = proc::wait_timeout(&mut child, std::time::Duration::from_secs(secs + 600))?;
-        let took = t0.elapsed().as_secs();
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let execs = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
-            .map(|v| v.trim().to_string())
-            .next_back()
-            .unwrap_or_else(|| "?".into());
-        if status.is_some_and(|s| s.success()) {
-            summary.push(format!("{t:<20} {execs:>10} execs in {took}s"));
-        } else {
-            println!("{}", proc::log_tail(&log, 60));
-            let prefix = format!("{}/", artifacts.display());
-            let mut files: Vec<&str> = text
-                .split_whitespace()
-                .filter(|w| w.starts_with(&prefix))
-                .collect();
-            files.sort_unstable();
-            files.dedup();
-            for f in files {
-                if Path::new(f).is_file() {
-                    println!("--- {f}");
-                    let hex = Command::new("xxd")
-                        .arg(f)
-                        .output()
-                        .map(|o| o.stdout)
-                        .unwrap_or_default();
-                    let hex = String::from_utf8_lossy(&hex);
-                    println!("{}", hex.lines().take(64).collect::<Vec<_>>().join("\n"));
-                }
-            }
-            failed.push(t.clone());
-            summary.push(format!("{t:<20} CRASH after {execs} execs in {took}s"));
+    for (t, r) in targets.iter().zip(results) {
+        let o = r.with_context(|| format!("fuzz: {t} did not run"))??;
+        summary.push(o.summary);
+        if !o.ok {
+            failed.push(o.failed);
         }
     }
     Ok((summary, failed))
+}
+
+/// What one target's run gave: its summary line, whether it passed (else the name to report),
+/// and the output to show (the log's tail and the crash inputs in hex), if it failed.
+struct Outcome {
+    summary: String,
+    ok: bool,
+    failed: String,
+    output: String,
+}
+
+fn fuzz_one(root: &Path, bin: &Path, scratch: &Path, t: &str, secs: u64) -> Result<Outcome> {
+    let artifacts = root.join("fuzz/artifacts").join(t);
+    let corpus_new = scratch.join(t);
+    std::fs::create_dir_all(&corpus_new)?;
+    std::fs::create_dir_all(&artifacts)?;
+    // Replay the minimized crashes first: they must stay fixed.
+    let mut regressions: Vec<_> = std::fs::read_dir(root.join("fuzz/regressions"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{t}-")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    regressions.sort();
+    if !regressions.is_empty() {
+        let log = scratch.join(format!("{t}.replay.log"));
+        let mut child = proc::spawn(Command::new(bin.join(t)).args(&regressions), &log)?;
+        let ok =
+            proc::wait_timeout(&mut child, std::time::Duration::from_secs(600))?.is_some_and(|s| s.success());
+        if !ok {
+            return Ok(Outcome {
+                summary: format!("{t:<20} REGRESSION FAILED"),
+                ok: false,
+                failed: format!("{t} (regression replay)"),
+                output: proc::log_tail(&log, 40),
+            });
+        }
+    }
+    println!("fuzz: {t} for {secs}s");
+    let t0 = Instant::now();
+    let log = scratch.join(format!("{t}.log"));
+    let mut child = proc::spawn(
+        Command::new(bin.join(t))
+            .arg(&corpus_new)
+            .arg(root.join("fuzz/corpus").join(t))
+            .arg(format!("-max_total_time={secs}"))
+            .args(["-timeout=20", "-rss_limit_mb=2048", "-print_final_stats=1"])
+            .arg(format!("-artifact_prefix={}/", artifacts.display())),
+        &log,
+    )?;
+    // libFuzzer stops itself after max_total_time; the bound is only for a hang.
+    let status = proc::wait_timeout(&mut child, std::time::Duration::from_secs(secs + 600))?;
+    let took = t0.elapsed().as_secs();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let execs = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .map(|v| v.trim().to_string())
+        .next_back()
+        .unwrap_or_else(|| "?".into());
+    if status.is_some_and(|s| s.success()) {
+        return Ok(Outcome {
+            summary: format!("{t:<20} {execs:>10} execs in {took}s"),
+            ok: true,
+            failed: String::new(),
+            output: String::new(),
+        });
+    }
+    let mut output = proc::log_tail(&log, 60);
+    let prefix = format!("{}/", artifacts.display());
+    let mut files: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with(&prefix))
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    for f in files {
+        if Path::new(f).is_file() {
+            let hex = Command::new("xxd")
+                .arg(f)
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            let hex = String::from_utf8_lossy(&hex);
+            output.push_str(&format!(
+                "\n--- {f}\n{}",
+                hex.lines().take(64).collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    Ok(Outcome {
+        summary: format!("{t:<20} CRASH after {execs} execs in {took}s"),
+        ok: false,
+        failed: t.to_string(),
+        output,
+    })
 }
