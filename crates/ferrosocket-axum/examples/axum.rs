@@ -13,7 +13,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use ferrosocket::{Shutdown, Upgrader};
 use ferrosocket_axum::{WebSocket, WebSocketUpgrade};
 use std::time::Duration;
@@ -59,7 +59,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/ws", get(ws))
+        // `any`: a GET over HTTP/1.1, a CONNECT over HTTP/2 (axum serves h2c with its `http2` feature).
+        .route("/ws", any(ws))
         .with_state(App { upgrader, quiet });
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on {}", listener.local_addr()?);

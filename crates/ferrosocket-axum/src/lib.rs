@@ -10,7 +10,7 @@
 //! feature.
 //!
 //! ```no_run
-//! use axum::{Router, response::Response, routing::get};
+//! use axum::{Router, response::Response, routing::any};
 //! use ferrosocket_axum::{WebSocket, WebSocketUpgrade};
 //!
 //! async fn ws(ws: WebSocketUpgrade) -> Response {
@@ -26,7 +26,8 @@
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let app = Router::new().route("/ws", get(ws));
+//! // `any`: a GET over HTTP/1.1, a CONNECT over HTTP/2.
+//! let app = Router::new().route("/ws", any(ws));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
 //! # }
@@ -40,10 +41,18 @@
 //! it), or pass it explicitly with [`WebSocketUpgrade::with_upgrader`] (e.g. from
 //! `State`).
 //!
+//! # HTTP/2
+//! With the `http2` feature (on by default) the extractor also accepts WebSockets over HTTP/2
+//! (RFC 8441): an extended CONNECT with `:protocol websocket`, answered `200` on its own
+//! stream, many WebSockets sharing one TCP connection. `axum::serve` allows extended CONNECT
+//! when axum's `http2` feature is on; browsers use it over TLS when the server offers `h2`.
+//! The handler and the [`WebSocket`] are the same as over HTTP/1.1.
+//!
 //! # Refusals
 //! A request that is not a WebSocket upgrade is refused by the extractor with the status
 //! ferrosocket's handshake rules choose (400 without `Upgrade: websocket`, 405 for a method
-//! other than GET, 426 for another protocol version, ...), before the handler runs; take an
+//! other than GET, 426 for another protocol version; over HTTP/2: 405 for a method other
+//! than CONNECT, 501 for another `:protocol`, ...), before the handler runs; take an
 //! `Option<WebSocketUpgrade>` to serve something else instead. The checks that depend on the
 //! configuration (origin: 403, the per-request callback, the connection limit: 503) run in
 //! [`on_upgrade`](WebSocketUpgrade::on_upgrade), which then returns the refusal's response
@@ -54,7 +63,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferrosocket::proto::ServerHandshake;
-use ferrosocket::{Accept, ConnOptions, PeerAddr, Reject, UpgradeRequest, Upgrader};
+use ferrosocket::{Accept, ConnOptions, ConnectProtocol, PeerAddr, Reject, UpgradeRequest, Upgrader};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use hyper::upgrade::OnUpgrade;
@@ -227,6 +236,16 @@ impl WebSocketUpgrade {
     }
 }
 
+/// The request's `:protocol` pseudo-header: hyper's extension (feature `http2`), or a
+/// [`ConnectProtocol`] a layer in front put in the extensions.
+fn connect_protocol(parts: &Parts) -> Option<ConnectProtocol> {
+    #[cfg(feature = "http2")]
+    if let Some(p) = parts.extensions.get::<hyper::ext::Protocol>() {
+        return Some(ConnectProtocol::new(p.as_str().to_owned()));
+    }
+    parts.extensions.get::<ConnectProtocol>().cloned()
+}
+
 fn failed(on_failed: Option<OnFailed>, error: Error) {
     match on_failed {
         Some(f) => f(error),
@@ -238,7 +257,16 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
     type Rejection = WebSocketUpgradeRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Err(rejection) = ServerHandshake::new().validate(parts) {
+        // HTTP/1.1: a GET with `Upgrade: websocket`. HTTP/2 (RFC 8441): an extended CONNECT
+        // with `:protocol websocket`, which `axum::serve` enables with axum's `http2` feature.
+        let protocol = connect_protocol(parts);
+        let checked = if parts.version >= http::Version::HTTP_2 {
+            ServerHandshake::new()
+                .validate_extended_connect(parts, protocol.as_ref().map(ConnectProtocol::as_str))
+        } else {
+            ServerHandshake::new().validate(parts)
+        };
+        if let Err(rejection) = checked {
             let mut response = http::Response::new(Bytes::from(format!("{}\n", rejection.error)));
             *response.status_mut() = rejection.status;
             *response.headers_mut() = rejection.headers();
@@ -249,7 +277,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         }
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             let mut response = http::Response::new(Bytes::from_static(
-                b"this connection cannot be upgraded (HTTP/1.1 with upgrades is needed)\n",
+                b"this connection cannot be upgraded (HTTP/1.1 with upgrades, or HTTP/2 with extended CONNECT, is needed)\n",
             ));
             *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
             response.headers_mut().insert(
@@ -274,6 +302,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         *own.version_mut() = parts.version;
         *own.headers_mut() = parts.headers.clone();
         own.extensions_mut().insert(on_upgrade);
+        if let Some(protocol) = protocol {
+            own.extensions_mut().insert(protocol);
+        }
         if let Some(peer) = peer {
             own.extensions_mut().insert(peer);
         }
