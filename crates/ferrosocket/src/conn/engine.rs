@@ -41,6 +41,11 @@ const MAX_SLICES: usize = 16;
 enum Phase {
     /// Messages flow (the close handshake may have started).
     Open,
+    /// The transport refused our output, but what the peer sent before may still be readable:
+    /// over HTTP/2 a reset stream fails every write at once while the peer's last frames (its
+    /// close frame, say) wait unread. Read and deliver those without writing; end with this
+    /// error when nothing more arrives.
+    Draining(Box<Error>),
     /// The session is over for the application: write out what is owed, close the transport
     /// (lingering when the peer may still be sending), then report this error (boxed: every
     /// connection carries the phase, few ever end with it).
@@ -256,7 +261,7 @@ impl Engine {
             match self.phase {
                 Phase::Finished => return Poll::Ready(Err(Error::AlreadyClosed)),
                 Phase::Ending(_) => return self.poll_finish(io, own, write),
-                Phase::Open => {}
+                Phase::Open | Phase::Draining(_) => {}
             }
             match self.core.poll_event() {
                 Ok(Some(Event::Message(m))) => {
@@ -271,12 +276,12 @@ impl Engine {
                     self.metrics.control(&control);
                     if let Some(closed) = self.handlers.on_control(&mut self.core, control) {
                         self.phase = Phase::Ending(Box::new(Error::Closed(closed)));
-                    } else if self.core.wants_write() {
+                    } else if self.core.wants_write() && matches!(self.phase, Phase::Open) {
                         // Answer a ping now, even if the application does not call `recv` again
                         // soon (pings are rare: this costs the echo path nothing). What does not
                         // fit goes with the next write.
                         if let Poll::Ready(Err(e)) = self.poll_write_some(io, write) {
-                            self.phase = Phase::Ending(Box::new(e));
+                            self.phase = Phase::Draining(Box::new(e));
                         }
                     }
                 }
@@ -296,8 +301,14 @@ impl Engine {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        if matches!(self.phase, Phase::Draining(_)) {
+            return self.poll_drain_input(io, own);
+        }
         match self.poll_write_some(io, write) {
-            Poll::Ready(Err(e)) => return Wait::End(e),
+            Poll::Ready(Err(e)) => {
+                self.phase = Phase::Draining(Box::new(e));
+                return self.poll_drain_input(io, own);
+            }
             Poll::Ready(Ok(())) => {}
             Poll::Pending => self.core.note_output_blocked(now()),
         }
@@ -328,6 +339,28 @@ impl Engine {
             }
         }
         self.poll_timers(own, self.read_deadline)
+    }
+
+    /// After a failed write: input that is already there goes to the core (`Again`: its
+    /// events come next); once none is, the session ends with the write's error.
+    fn poll_drain_input<S>(&mut self, io: &mut S, own: &Waker) -> Wait
+    where
+        S: AsyncRead + Unpin,
+    {
+        if !self.read_eof {
+            let read = self.poll_read_more(io, own);
+            // Bytes arrived (not the end of input): the core has events to give.
+            if matches!(read, Poll::Ready(Ok(()))) && !self.read_eof {
+                return Wait::Again;
+            }
+        }
+        match std::mem::replace(&mut self.phase, Phase::Open) {
+            Phase::Draining(e) => Wait::End(*e),
+            other => {
+                self.phase = other;
+                Wait::End(Error::AlreadyClosed)
+            }
+        }
     }
 
     /// Lets the core's timers act, then arms the reading side's alarm for the next one.
