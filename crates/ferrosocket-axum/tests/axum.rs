@@ -5,29 +5,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::Router;
 use axum::extract::Extension;
 use axum::response::Response;
 use axum::routing::get;
+use common::within;
 use ferrosocket::{Accept, CloseCode, CloseFrame, Dialer, Error, Message, Upgrader};
 use ferrosocket_axum::{WebSocket, WebSocketUpgrade};
 use http::header::{ORIGIN, SEC_WEBSOCKET_EXTENSIONS};
 use http::{HeaderValue, StatusCode};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
 
 /// Serves `app` (with the peer address as `ConnectInfo`) plus a plain route at `/plain`.
 async fn serve(app: Router) -> SocketAddr {

@@ -7,30 +7,22 @@
 #![cfg(feature = "http2")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::{any, get};
 use bytes::Bytes;
+use common::within;
 use ferrosocket::{CloseCode, CloseFrame, Conn, Dialer, Error, HttpVersion, MaybeTlsStream, Message};
 use ferrosocket_axum::{WebSocket, WebSocketUpgrade};
-use http::{HeaderValue, Method, Request, StatusCode, Version};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, Version};
 use http_body_util::Empty;
 use hyper::ext::Protocol;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
 
 /// What the server saw of one WebSocket: the TCP peer it came over, the request's HTTP version,
 /// whether compression was negotiated.
@@ -45,39 +37,32 @@ struct Seen {
 /// reporting what it saw; served with `axum::serve` (HTTP/1.1 and HTTP/2).
 async fn serve() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let (seen_tx, seen) = mpsc::unbounded_channel();
-    let echo_seen = seen_tx.clone();
+    let handler = move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                        version: Version,
+                        uri: Uri,
+                        ws: WebSocketUpgrade| {
+        let seen = seen_tx.clone();
+        async move {
+            let bye = uri.path() == "/bye";
+            ws.compression(!bye).on_upgrade(move |mut socket| async move {
+                let _ = seen.send(Seen {
+                    peer,
+                    http2: version == Version::HTTP_2,
+                    deflate: socket.core().deflate_enabled(),
+                });
+                if bye {
+                    let frame = CloseFrame::new(CloseCode::from(4000), "bye over h2");
+                    let _ = socket.close(Some(frame)).await;
+                } else {
+                    echo(socket).await;
+                }
+            })
+        }
+    };
+    // `any`: over HTTP/2 the method is CONNECT.
     let app = Router::new()
-        .route(
-            // `any`: over HTTP/2 the method is CONNECT.
-            "/ws",
-            any(
-                move |ConnectInfo(peer): ConnectInfo<SocketAddr>, version: Version, ws: WebSocketUpgrade| {
-                    let seen = echo_seen.clone();
-                    async move {
-                        ws.compression(true).on_upgrade(move |socket| async move {
-                            report(&seen, peer, version, &socket);
-                            echo(socket).await;
-                        })
-                    }
-                },
-            ),
-        )
-        .route(
-            "/bye",
-            any(
-                move |ConnectInfo(peer): ConnectInfo<SocketAddr>, version: Version, ws: WebSocketUpgrade| {
-                    let seen = seen_tx.clone();
-                    async move {
-                        ws.on_upgrade(move |mut socket| async move {
-                            report(&seen, peer, version, &socket);
-                            let _ = socket
-                                .close(Some(CloseFrame::new(CloseCode::from(4000), "bye over h2")))
-                                .await;
-                        })
-                    }
-                },
-            ),
-        )
+        .route("/ws", any(handler.clone()))
+        .route("/bye", any(handler))
         .route("/plain", get(|| async { "plain http\n" }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -85,14 +70,6 @@ async fn serve() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
     (addr, seen)
-}
-
-fn report(seen: &mpsc::UnboundedSender<Seen>, peer: SocketAddr, version: Version, socket: &WebSocket) {
-    let _ = seen.send(Seen {
-        peer,
-        http2: version == Version::HTTP_2,
-        deflate: socket.core().deflate_enabled(),
-    });
 }
 
 async fn echo(mut socket: WebSocket) {

@@ -866,47 +866,20 @@ async fn concurrent_connects_share_the_first_dial() {
     }
 }
 
-/// The split halves over an HTTP/2 stream: one task writes 300 messages (sizes to 256 KiB,
-/// more than the stream's window) while another reads their echoes, in both cleartext and TLS.
-/// Then the writer closes; the server answers, ends its stream and resets it (hyper's
+/// The split halves over an HTTP/2 stream (`split_echo_round_trip`), in cleartext and TLS.
+/// After the writer's close the server answers, ends its stream and resets it (hyper's
 /// RST_STREAM when the server drops the socket), which fails every later write on our side at
 /// once. The reader still gets the server's close frame, not a 1006: a failed write does not
 /// discard what the peer sent before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_write_and_read_at_once_over_http2() {
-    const N: usize = 300;
-    fn payload(i: usize) -> Bytes {
-        let len = [3usize, 125, 4096, 70_000, 256 << 10][i % 5];
-        Bytes::from((0..len).map(|j| ((i + j) % 251) as u8).collect::<Vec<u8>>())
-    }
     for tls in [false, true] {
         let (mut server, dialer) = setup(tls, Upgrader::new()).await;
         let (conn, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
             .await
             .unwrap();
         assert!(matches!(conn.get_ref(), MaybeTlsStream::Http2(_)));
-        let (mut reader, writer) = conn.split();
-        let w = writer.clone();
-        let writing = tokio::spawn(async move {
-            for i in 0..N {
-                w.send(Message::binary(payload(i))).await.unwrap();
-            }
-        });
-        let reading = tokio::spawn(async move {
-            for i in 0..N {
-                let m = within("an echo", reader.recv()).await.unwrap();
-                assert!(m.as_bytes() == &payload(i)[..], "message {i}");
-            }
-            reader
-        });
-        within("the writer", writing).await.unwrap();
-        let mut reader = within("the reader", reading).await.unwrap();
-        within(
-            "the close",
-            writer.send_close(Some(CloseFrame::new(CloseCode::NORMAL_CLOSURE, "split"))),
-        )
-        .await
-        .unwrap();
+        let mut reader = common::split_echo_round_trip(conn, 300, "split").await;
         let end = server.end().await;
         assert!(end.http2);
         let Error::Closed(c) = end.error else {

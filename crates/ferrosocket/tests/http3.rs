@@ -4,6 +4,8 @@
 #![cfg(feature = "http3")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -588,45 +590,17 @@ async fn plain_ws_urls_are_refused_for_http3() {
     }
 }
 
-/// The split halves over an HTTP/3 stream: one task writes 300 messages (sizes to 256 KiB)
-/// while another reads their echoes; then the writer closes and the reader sees the close
-/// handshake end.
+/// The split halves over an HTTP/3 stream (`split_echo_round_trip`); the reader sees the
+/// close handshake end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_write_and_read_at_once_over_http3() {
-    const N: usize = 300;
-    fn payload(i: usize) -> Bytes {
-        let len = [3usize, 125, 4096, 70_000, 256 << 10][i % 5];
-        pattern(len + i % 7)
-    }
     let cert = cert();
     let server = serve(&cert, big_upgrader(), echo).await;
     let (conn, _) = timeout(T, dialer(&cert).connect_http3(server.url("/echo")))
         .await
         .unwrap()
         .unwrap();
-    let (mut reader, writer) = conn.split();
-    let w = writer.clone();
-    let writing = tokio::spawn(async move {
-        for i in 0..N {
-            w.send(Message::Binary(payload(i))).await.unwrap();
-        }
-    });
-    let reading = tokio::spawn(async move {
-        for i in 0..N {
-            let m = timeout(T, reader.recv()).await.unwrap().unwrap();
-            assert!(m.as_bytes() == &payload(i)[..], "message {i}");
-        }
-        reader
-    });
-    timeout(T, writing).await.unwrap().unwrap();
-    let mut reader = timeout(T, reading).await.unwrap().unwrap();
-    timeout(
-        T,
-        writer.send_close(Some(CloseFrame::new(CloseCode::NORMAL_CLOSURE, "split"))),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let mut reader = common::split_echo_round_trip(conn, 300, "split").await;
     let end = timeout(T, reader.recv()).await.unwrap().unwrap_err();
     let Error::Closed(c) = end else { panic!("{end:?}") };
     // The server's answer: our code back, without a reason.

@@ -98,3 +98,50 @@ pub(crate) fn duplex_pair(capacity: usize) -> (DuplexStream, DuplexStream) {
     let (server, client) = tokio::io::duplex(capacity);
     (server, client)
 }
+
+/// A client's split halves against an echo server: one task writes `n` binary messages
+/// (3 B to 256 KiB, more than an HTTP/2 stream's window) while another reads their echoes
+/// and checks each; then the writer sends a close with 1000 and `reason`. Returns the reader,
+/// for the caller to see the close handshake end.
+pub(crate) async fn split_echo_round_trip<S>(
+    conn: ferrosocket::Conn<S>,
+    n: usize,
+    reason: &'static str,
+) -> ferrosocket::ReadHalf<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use ferrosocket::{CloseCode, CloseFrame, Message};
+    fn payload(i: usize) -> bytes::Bytes {
+        let len = [3usize, 125, 4096, 70_000, 256 << 10][i % 5] + i % 7;
+        (0..len)
+            .map(|j| ((i + j) % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    }
+    let (mut reader, writer) = conn.split();
+    let w = writer.clone();
+    let writing = tokio::spawn(async move {
+        for i in 0..n {
+            within("a send", w.send(Message::binary(payload(i))))
+                .await
+                .unwrap();
+        }
+    });
+    let reading = tokio::spawn(async move {
+        for i in 0..n {
+            let m = within("an echo", reader.recv()).await.unwrap();
+            assert!(m.as_bytes() == &payload(i)[..], "message {i}");
+        }
+        reader
+    });
+    within("the writer", writing).await.unwrap();
+    let reader = within("the reader", reading).await.unwrap();
+    within(
+        "the close",
+        writer.send_close(Some(CloseFrame::new(CloseCode::NORMAL_CLOSURE, reason))),
+    )
+    .await
+    .unwrap();
+    reader
+}
