@@ -119,8 +119,9 @@ fn fuzz_targets(
 ) -> Result<(Vec<String>, Vec<String>)> {
     const JOBS: usize = 2;
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<Outcome>>> = (0..targets.len()).map(|_| None).collect();
-    let done = std::sync::Mutex::new(Vec::new());
+    // One slot per target, filled by whichever worker ran it.
+    let results: std::sync::Mutex<Vec<Option<Result<Outcome>>>> =
+        std::sync::Mutex::new((0..targets.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..JOBS {
             s.spawn(|| {
@@ -133,19 +134,16 @@ fn fuzz_targets(
                     {
                         println!("{}", o.output);
                     }
-                    if let Ok(mut d) = done.lock() {
-                        d.push((i, outcome));
+                    if let Ok(mut slots) = results.lock() {
+                        slots[i] = Some(outcome);
                     }
                 }
             });
         }
     });
-    for (i, outcome) in done
+    let results = results
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a fuzz worker panicked"))?
-    {
-        results[i] = Some(outcome);
-    }
+        .map_err(|_| anyhow::anyhow!("a fuzz worker panicked"))?;
     let mut summary = Vec::new();
     let mut failed = Vec::new();
     for (t, r) in targets.iter().zip(results) {

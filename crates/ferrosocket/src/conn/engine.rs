@@ -341,8 +341,8 @@ impl Engine {
         self.poll_timers(own, self.read_deadline)
     }
 
-    /// After a failed write: input that is already there goes to the core (`Again`: its
-    /// events come next); once none is, the session ends with the write's error.
+    /// After a failed write: input that is already there goes to the core; once none is, the
+    /// phase becomes `Ending` with the write's error. Either way the receive loop runs again.
     fn poll_drain_input<S>(&mut self, io: &mut S, own: &Waker) -> Wait
     where
         S: AsyncRead + Unpin,
@@ -354,13 +354,10 @@ impl Engine {
                 return Wait::Again;
             }
         }
-        match std::mem::replace(&mut self.phase, Phase::Open) {
-            Phase::Draining(e) => Wait::End(*e),
-            other => {
-                self.phase = other;
-                Wait::End(Error::AlreadyClosed)
-            }
+        if let Phase::Draining(e) = std::mem::replace(&mut self.phase, Phase::Finished) {
+            self.phase = Phase::Ending(e);
         }
+        Wait::Again
     }
 
     /// Lets the core's timers act, then arms the reading side's alarm for the next one.
