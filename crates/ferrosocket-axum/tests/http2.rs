@@ -11,16 +11,23 @@ mod common;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::extract::Extension;
 use axum::routing::{any, get};
 use bytes::Bytes;
 use common::within;
-use ferrosocket::{CloseCode, CloseFrame, Conn, Dialer, Error, HttpVersion, MaybeTlsStream, Message};
+use ferrosocket::{
+    Accept, CloseCode, CloseFrame, Conn, Dialer, Error, HttpVersion, MaybeTlsStream, Message, PingAction,
+    Shutdown, Upgrader,
+};
 use ferrosocket_axum::{WebSocket, WebSocketUpgrade};
 use http::{HeaderValue, Method, Request, StatusCode, Uri, Version};
 use http_body_util::Empty;
 use hyper::ext::Protocol;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -247,4 +254,76 @@ async fn requests_that_are_not_websocket_extended_connects_are_refused() {
         .unwrap();
     let plain = within("the plain route", send.send_request(plain)).await.unwrap();
     assert_eq!(plain.status(), StatusCode::OK);
+}
+
+/// The extractor over HTTP/2 with one `Upgrader` for the app (an axum `Extension`) carrying
+/// the options users combine: subprotocols, a connection limit, a message limit, keepalive,
+/// the per-request callback and a server-wide shutdown.
+#[tokio::test]
+async fn a_shared_upgrader_with_every_kind_of_option_over_http2() {
+    let shutdown = Shutdown::new();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let upgrader = Upgrader::new()
+        .subprotocols(["v2", "v1"])
+        .max_connections(Some(2))
+        .max_message_size(Some(1024))
+        .keepalive(Duration::from_millis(100), Duration::from_secs(5))
+        .shutdown(&shutdown)
+        .on_request(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Accept::new())
+        });
+    async fn ws(ws: WebSocketUpgrade) -> axum::response::Response {
+        ws.on_upgrade(echo)
+    }
+    let app = Router::new().route("/ws", any(ws)).layer(Extension(upgrader));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = format!("ws://{addr}/ws");
+    let dialer = dialer().subprotocols(["v1"]);
+
+    let (mut first, response) = within("connect", dialer.connect(url.as_str())).await.unwrap();
+    assert!(is_http2(&first));
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v1");
+    assert_eq!(first.subprotocol(), Some("v1"));
+    // Keepalive: the server pings a quiet client (answered by the client's default handler).
+    let (pinged_tx, mut pinged) = mpsc::unbounded_channel();
+    first.set_ping_handler(move |_| {
+        let _ = pinged_tx.send(());
+        PingAction::Pong
+    });
+    within("a keepalive ping", async {
+        tokio::select! {
+            got = first.recv() => panic!("nothing but pings expected: {got:?}"),
+            _ = pinged.recv() => {}
+        }
+    })
+    .await;
+
+    // The limit of two: a second socket on the same HTTP/2 connection, then a 503.
+    let (mut second, _) = within("connect", dialer.connect(url.as_str())).await.unwrap();
+    match within("a refused connect", dialer.connect(url.as_str())).await {
+        Err(Error::BadHandshake(resp)) => assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // The limit is checked before the callback: the refused third never reached it.
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+
+    // The message limit: 1009 for the second socket.
+    within("send", second.send(vec![0u8; 1025])).await.unwrap();
+    match within("the close", second.recv()).await {
+        Err(Error::Closed(close)) => assert_eq!(close.code, CloseCode::MESSAGE_TOO_BIG),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+
+    // The server-wide shutdown: 1001 for the first.
+    shutdown.trigger();
+    match within("the shutdown's close", first.recv()).await {
+        Err(Error::Closed(close)) => assert_eq!(close.code, CloseCode::GOING_AWAY),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
 }

@@ -12,7 +12,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::within;
+use common::{WAIT, within};
 use ferrosocket::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use ferrosocket::tls::rustls::{RootCertStore, ServerConfig};
 use ferrosocket::tls::{TlsAcceptor, client_config_with_roots, server_config};
@@ -866,7 +866,8 @@ async fn concurrent_connects_share_the_first_dial() {
     }
 }
 
-/// The split halves over an HTTP/2 stream (`split_echo_round_trip`), in cleartext and TLS.
+/// The split halves over an HTTP/2 stream (`split_echo_round_trip`), in cleartext and TLS,
+/// with keepalive on at both ends.
 /// After the writer's close the server answers, ends its stream and resets it (hyper's
 /// RST_STREAM when the server drops the socket), which fails every later write on our side at
 /// once. The reader still gets the server's close frame, not a 1006: a failed write does not
@@ -874,7 +875,10 @@ async fn concurrent_connects_share_the_first_dial() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_write_and_read_at_once_over_http2() {
     for tls in [false, true] {
-        let (mut server, dialer) = setup(tls, Upgrader::new()).await;
+        // Keepalive at both ends (20 ms): its timers run beside both halves the whole time.
+        let every = Duration::from_millis(20);
+        let (mut server, dialer) = setup(tls, Upgrader::new().keepalive(every, WAIT)).await;
+        let dialer = dialer.keepalive(every, WAIT);
         let (conn, _) = within("connect", dialer.connect(server.url(tls, "/echo")))
             .await
             .unwrap();

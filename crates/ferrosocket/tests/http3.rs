@@ -590,16 +590,23 @@ async fn plain_ws_urls_are_refused_for_http3() {
     }
 }
 
-/// The split halves over an HTTP/3 stream (`split_echo_round_trip`); the reader sees the
-/// close handshake end.
+/// The split halves over an HTTP/3 stream (`split_echo_round_trip`), with keepalive on at
+/// both ends; the reader sees the close handshake end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_write_and_read_at_once_over_http3() {
     let cert = cert();
-    let server = serve(&cert, big_upgrader(), echo).await;
-    let (conn, _) = timeout(T, dialer(&cert).connect_http3(server.url("/echo")))
-        .await
-        .unwrap()
-        .unwrap();
+    // Keepalive at both ends (20 ms): its timers run beside both halves the whole time.
+    let every = Duration::from_millis(20);
+    let server = serve(&cert, big_upgrader().keepalive(every, T), echo).await;
+    let (conn, _) = timeout(
+        T,
+        dialer(&cert)
+            .keepalive(every, T)
+            .connect_http3(server.url("/echo")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let mut reader = common::split_echo_round_trip(conn, 300, "split").await;
     let end = timeout(T, reader.recv()).await.unwrap().unwrap_err();
     let Error::Closed(c) = end else { panic!("{end:?}") };
