@@ -348,12 +348,26 @@ impl From<io::Error> for Error {
             // stream, or the HTTP/2 connection under it went away. The transport is lost
             // without a close frame, which RFC 6455 §7.1.5 calls 1006.
             #[cfg(feature = "http2")]
-            _ if e.get_ref().is_some_and(|inner| inner.is::<::hyper::Error>()) => {
-                Error::Closed(CloseError::abnormal(format!("http/2 stream ended: {e}")))
-            }
+            _ if e.get_ref().is_some_and(|inner| inner.is::<::hyper::Error>()) => Error::Closed(
+                CloseError::abnormal(format!("http/2 stream ended: {}", with_causes(&e))),
+            ),
             _ => Error::Io(e),
         }
     }
+}
+
+/// `e` and every error under it, joined by ": " (hyper's errors show only their kind; the
+/// source says which reset or connection error it was).
+#[cfg(feature = "http2")]
+pub(crate) fn with_causes(e: &io::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.get_ref().and_then(|inner| inner.source());
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 impl Error {

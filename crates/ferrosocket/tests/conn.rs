@@ -319,6 +319,100 @@ async fn split_reader_answers_pings_while_the_writer_is_busy() {
     within("the writer", busy).await.unwrap();
 }
 
+/// A transport that takes every write and fails every flush once `reset` is set, as an
+/// HTTP/2 stream does when the peer that read our close frame answers and resets the stream
+/// while hyper's send task still holds our flush. `input` (what the peer sent before the
+/// reset) stays readable, then the input ends.
+struct ResetAfterWrite {
+    input: std::io::Cursor<Vec<u8>>,
+    written: Vec<u8>,
+    reset: bool,
+}
+
+impl tokio::io::AsyncRead for ResetAfterWrite {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let input = &mut self.input;
+        let start = input.position() as usize;
+        let n = (input.get_ref().len() - start).min(buf.remaining());
+        buf.put_slice(&input.get_ref()[start..start + n]);
+        input.set_position((start + n) as u64);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for ResetAfterWrite {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.written.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(match self.reset {
+            true => Err(std::io::ErrorKind::ConnectionReset.into()),
+            false => Ok(()),
+        })
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// Our close frame went to the transport whole and the flush after it failed (the peer reset
+/// the stream once it had read the close). `send_close` succeeds, as it would had the same
+/// bytes gone into a TCP socket; `recv` then tells how the session ended: the peer's close
+/// frame when one arrived before the reset, 1006 with the transport's error when none did.
+/// Whole and split connections alike.
+#[tokio::test]
+async fn a_reset_after_our_close_was_written_fails_recv_not_send_close() {
+    for (split, peer_close) in [(false, true), (true, true), (false, false), (true, false)] {
+        let input = match peer_close {
+            true => masked(OpCode::Close, &close_payload(1000, "seen")),
+            false => Vec::new(),
+        };
+        let io = ResetAfterWrite {
+            input: std::io::Cursor::new(input),
+            written: Vec::new(),
+            reset: false,
+        };
+        let mut conn = Conn::from_raw(io, Role::Server, Config::default(), &[]);
+        conn.send(Message::text("a")).await.unwrap();
+        conn.get_mut().reset = true;
+        let frame = CloseFrame::new(CloseCode::NORMAL_CLOSURE, "bye");
+        let end = if split {
+            let (mut reader, writer) = conn.split();
+            within("the close", writer.send_close(Some(frame))).await.unwrap();
+            let end = within("recv", reader.recv()).await.unwrap_err();
+            let conn = reader.reunite(writer).unwrap();
+            assert_eq!(conn.get_ref().written, b"\x81\x01a\x88\x05\x03\xe8bye");
+            end
+        } else {
+            within("the close", conn.send_close(Some(frame))).await.unwrap();
+            assert_eq!(conn.get_ref().written, b"\x81\x01a\x88\x05\x03\xe8bye");
+            within("recv", conn.recv()).await.unwrap_err()
+        };
+        let Error::Closed(c) = end else { panic!("{end:?}") };
+        match peer_close {
+            true => assert_eq!((c.code, c.reason.as_str()), (CloseCode::NORMAL_CLOSURE, "seen")),
+            false => assert_eq!(c.code, CloseCode::ABNORMAL_CLOSURE, "{c:?}"),
+        }
+    }
+}
+
 // ---- 9. Stream / Sink ----------------------------------------------------------------------
 
 #[cfg(feature = "stream")]

@@ -724,11 +724,24 @@ impl Engine {
     {
         self.check_usable()?;
         let polled = self.poll_flush_inner(io, own, write);
-        if matches!(polled, Poll::Ready(Err(_))) {
-            // The reader (another task, for split halves) must learn the session is over.
-            self.wake_reader();
+        let Poll::Ready(Err(e)) = polled else {
+            return polled;
+        };
+        // The reader (another task, for split halves) must learn the session is over.
+        self.wake_reader();
+        if self.core.close_sent().is_some()
+            && !self.core.wants_write()
+            && matches!(e, Error::Closed(_) | Error::Io(_))
+            && matches!(self.phase, Phase::Open)
+        {
+            // Our close frame went to the transport whole, and the transport failed after:
+            // over HTTP/2 a peer that read it answers and resets the stream, which a flush
+            // still waiting on the stream's send task sees. The close is as sent as a TCP write
+            // is; how the session ended (the peer's close, or 1006) is for `recv` to say.
+            self.phase = Phase::Draining(Box::new(e));
+            return Poll::Ready(Ok(()));
         }
-        polled
+        Poll::Ready(Err(e))
     }
 
     fn poll_flush_inner<S>(&mut self, io: &mut S, own: &Waker, write: &Waker) -> Poll<Result<(), Error>>

@@ -276,6 +276,11 @@ where
 
     /// Sends a close frame and writes it out, without waiting for the peer's reply: keep
     /// calling [`recv`](Self::recv) to receive the peer's close (it returns [`Error::Closed`]).
+    ///
+    /// Once the close frame went to the transport whole, a transport that fails after it (an
+    /// HTTP/2 peer that read the close, answered and reset its stream while the flush was
+    /// still waiting) does not fail this call: the close is as sent as a TCP write is, and
+    /// `recv` reports how the session ended (the peer's close if it arrived, else 1006).
     pub async fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.engine.send_close(frame)?;
         self.flush().await

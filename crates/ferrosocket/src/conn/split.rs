@@ -371,7 +371,9 @@ where
     }
 
     /// Sends a close frame; the reader then receives the peer's close and returns
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]. Once the frame went to the transport whole, a transport that fails
+    /// after it (a peer that read the close and reset its HTTP/2 stream) fails the reader's
+    /// `recv`, not this call, as with [`Conn::send_close`](crate::Conn::send_close).
     pub async fn send_close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.shared.with_engine(|e| e.send_close(frame))?;
         self.shared.flush().await

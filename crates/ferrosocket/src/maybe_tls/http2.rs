@@ -108,13 +108,17 @@ impl fmt::Debug for H2Stream {
     }
 }
 
-/// A stream-level failure (hyper reports a reset other than `CANCEL`/`NO_ERROR` as `Other`)
-/// becomes a reset, which the connection reports as 1006, as a reset TCP connection is.
+/// A stream-level failure (hyper reports a reset stream, or a failed HTTP/2 connection, as
+/// `Other`) becomes a reset, which the connection reports as 1006, as a reset TCP connection
+/// is. The message names every cause under hyper's error.
 fn as_reset(e: io::Error) -> io::Error {
     match e.kind() {
         io::ErrorKind::Other => io::Error::new(
             io::ErrorKind::ConnectionReset,
-            format!("the http/2 stream or its connection failed: {e}"),
+            format!(
+                "the http/2 stream or its connection failed: {}",
+                crate::error::with_causes(&e)
+            ),
         ),
         _ => e,
     }
