@@ -48,6 +48,14 @@
 //! when axum's `http2` feature is on; browsers use it over TLS when the server offers `h2`.
 //! The handler and the [`WebSocket`] are the same as over HTTP/1.1.
 //!
+//! `axum::serve` keeps hyper's flow-control windows: 1 MiB per stream and 1 MiB for the whole
+//! connection. Input a WebSocket's handler has not read holds the connection's window too, so
+//! one handler that stops reading (its sends wait on a slow client, say) can stop the
+//! client's other WebSockets on that connection. Where clients open many WebSockets per
+//! connection, serve the router with hyper-util's builder and
+//! `initial_connection_window_size(ferrosocket::HTTP2_CONNECTION_WINDOW)` (16 streams'
+//! worth) instead.
+//!
 //! # Refusals
 //! A request that is not a WebSocket upgrade is refused by the extractor with the status
 //! ferrosocket's handshake rules choose (400 without `Upgrade: websocket`, 405 for a method

@@ -8,6 +8,9 @@
 //! advertise the extension: `hyper::server::conn::http2::Builder::enable_connect_protocol()`
 //! (with hyper-util's auto builder: `builder.http2().enable_connect_protocol()`).
 //!
+//! Give that server a connection window several times a stream's (`HTTP2_CONNECTION_WINDOW`
+//! says why).
+//!
 //! The bytes hyper read past the request head (a client may send its first frame in the same
 //! packet as the request) stay in hyper's [`Upgraded`], which replays them before reading the
 //! socket again, so the connection sees them first.
@@ -23,6 +26,38 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+
+/// The receive window per HTTP/2 stream for a server or client carrying WebSockets (1 MiB):
+/// what one WebSocket that is not read may leave buffered, and so how much one may have in
+/// flight per round trip. The [`Dialer`](crate::Dialer) uses it; see
+/// [`HTTP2_CONNECTION_WINDOW`] for a server.
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub const HTTP2_STREAM_WINDOW: u32 = 1 << 20;
+
+/// The receive window per HTTP/2 connection for a server or client carrying WebSockets: 16
+/// stream windows. Each stream is flow-controlled on its own, but the connection's window is
+/// shared by all of them, and input a WebSocket has not read yet holds its share.
+///
+/// hyper's server gives a connection the same window as one stream (1 MiB each). Then a
+/// single WebSocket whose handler stops reading (its sends wait on a slow client, say) holds
+/// the whole connection window with its unread input, and the client's other WebSockets on
+/// that connection can no longer send at all. With these values it takes 16 such WebSockets.
+/// The [`Dialer`](crate::Dialer) uses them; set them on a server that accepts WebSockets over
+/// HTTP/2:
+///
+/// ```
+/// use hyper_util::rt::TokioExecutor;
+///
+/// let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+/// builder
+///     .enable_connect_protocol()
+///     .initial_stream_window_size(ferrosocket::HTTP2_STREAM_WINDOW)
+///     .initial_connection_window_size(ferrosocket::HTTP2_CONNECTION_WINDOW);
+/// ```
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub const HTTP2_CONNECTION_WINDOW: u32 = 16 * HTTP2_STREAM_WINDOW;
 
 /// A connection over a hyper upgrade: what [`HyperUpgrade`] resolves to.
 pub type HyperConn = Conn<TokioIo<Upgraded>>;
@@ -87,6 +122,9 @@ impl Upgrader {
     /// request's extensions carry a [`PeerAddr`](crate::PeerAddr) (insert one in your service,
     /// from the address `TcpListener::accept` gave you). The handshake timeout does not: hyper
     /// has read the request already (use its `header_read_timeout`).
+    ///
+    /// Over HTTP/2, give hyper's server the windows of `ferrosocket::HTTP2_CONNECTION_WINDOW`:
+    /// with hyper's defaults one WebSocket that is not read stops its siblings.
     ///
     /// The request's body is not read: an upgrade request has none.
     ///

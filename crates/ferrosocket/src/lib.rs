@@ -145,6 +145,8 @@ mod stream;
 pub mod tls;
 mod upgrader;
 
+#[cfg(feature = "http2")]
+pub use self::hyper::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::hyper::{HyperConn, HyperUpgrade};

@@ -139,6 +139,9 @@ async fn serve_h2<S>(
 {
     let service = service_fn(move |req| route(upgrader.clone(), ends.clone(), req));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(ferrosocket::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(ferrosocket::HTTP2_CONNECTION_WINDOW);
     if extended {
         builder.enable_connect_protocol();
     }

@@ -10,7 +10,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::within;
+use common::{WAIT, within};
 use ferrosocket::{CloseCode, CloseFrame, Conn, Error, Message, Role, Upgrader};
 use http::{HeaderValue, Method, StatusCode, Version};
 use http_body_util::{Either, Empty, Full};
@@ -25,6 +25,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -52,6 +53,8 @@ async fn serve(upgrader: Upgrader) -> Server {
                 let service = service_fn(move |req| route(upgrader.clone(), ends_tx.clone(), req));
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .enable_connect_protocol()
+                    .initial_stream_window_size(ferrosocket::HTTP2_STREAM_WINDOW)
+                    .initial_connection_window_size(ferrosocket::HTTP2_CONNECTION_WINDOW)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -240,34 +243,61 @@ async fn the_negotiated_subprotocol_and_compression_are_in_the_200() {
 
 /// One socket whose client never reads while the server's echo fills its stream window: the
 /// other socket on the same connection keeps echoing.
+///
+/// The flood is sized to stall for sure: the server's echo blocks once the client's window
+/// and hyper's send buffer are full, the server then stops reading, and the client fills the
+/// server's stream window with unread input. The sibling echoes while the flood runs and
+/// again once it has stopped moving. With hyper's default windows (1 MiB for one stream and
+/// 1 MiB for the whole connection) the sibling's message sometimes never left the client
+/// while the flood was filling the windows (about one run in a hundred); the server here
+/// has `HTTP2_CONNECTION_WINDOW`.
 #[tokio::test]
 async fn a_stalled_socket_does_not_stall_its_siblings() {
+    const CHUNKS: usize = 256; // 16 MiB of 64 KiB messages, far past every window
     let server = serve(Upgrader::new()).await;
     let mut send = h2_connect(server.addr).await;
     let mut stalled = open_stream(&mut send, server.addr).await;
     let mut live = open_stream(&mut send, server.addr).await;
-    // 4 MiB toward an echo nobody reads: the server's writes to this stream stop at its
-    // window, then its reads, then the client's writes. None of that may reach the sibling.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let progress = sent.clone();
     let flood = tokio::spawn(async move {
         let chunk = Bytes::from(vec![7u8; 64 << 10]);
-        for _ in 0..64 {
+        for _ in 0..CHUNKS {
             if stalled.send(Message::binary(chunk.clone())).await.is_err() {
                 break;
             }
+            progress.fetch_add(1, Ordering::SeqCst);
         }
         stalled
     });
-    for i in 0..200 {
+    let echo = async |live: &mut Conn<TokioIo<Upgraded>>, i: usize| {
         live.send(Message::text(format!("{i}"))).await.unwrap();
         assert_eq!(
             within("a sibling's echo", live.recv()).await.unwrap(),
             Message::text(format!("{i}"))
         );
+    };
+    for i in 0..100 {
+        echo(&mut live, i).await;
+    }
+    // Until the flood has not moved for 200 ms (at most WAIT).
+    let (mut last, mut still) = (usize::MAX, 0);
+    for _ in 0..WAIT.as_millis() / 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sent.load(Ordering::SeqCst);
+        (last, still) = (now, if now == last { still + 1 } else { 0 });
+        if still == 10 {
+            break;
+        }
     }
     assert!(
-        !flood.is_finished(),
-        "the flood should still be blocked on flow control"
+        still == 10 && last < CHUNKS,
+        "the flood should stall on flow control ({last} of {CHUNKS} sent)"
     );
+    for i in 100..200 {
+        echo(&mut live, i).await;
+    }
+    assert_eq!(sent.load(Ordering::SeqCst), last, "the flood stays stalled");
     flood.abort();
 }
 

@@ -53,9 +53,13 @@ where
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // A connection whose peer stops answering pings is closed, streams or not (a stream's
-    // WebSocket has its own keepalive; this bounds a connection that carries none).
+    // WebSocket has its own keepalive; this bounds a connection that carries none). A
+    // connection window of 16 streams', so one socket that is not read leaves room for its
+    // siblings.
     builder
         .enable_connect_protocol()
+        .initial_stream_window_size(ferrosocket::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(ferrosocket::HTTP2_CONNECTION_WINDOW)
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEPALIVE)
         .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);

@@ -28,13 +28,6 @@ use tokio::time::Instant;
 pub(super) const ALPN_H2: &[u8] = b"h2";
 pub(super) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// Each stream's receive window: what a WebSocket that is not read may leave buffered.
-const STREAM_WINDOW: u32 = 1024 * 1024;
-/// The connection's receive window: 16 stream windows, so up to 15 WebSockets that are not
-/// read leave room for their siblings (each stream is flow-controlled on its own, but the
-/// connection's window is shared).
-const CONNECTION_WINDOW: u32 = 16 * STREAM_WINDOW;
-
 /// Which HTTP version a [`Dialer`] opens WebSockets over (see
 /// [`Dialer::http_version`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -377,8 +370,8 @@ async fn start(stream: MaybeTlsStream, leftover: BytesMut, tls: bool) -> Result<
         acked,
     };
     let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(crate::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(crate::HTTP2_CONNECTION_WINDOW)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| Http2Error::Connection(Box::new(e)))?;
