@@ -1,13 +1,16 @@
 //! A warm connection allocates nothing per echoed message: the read and write buffers are
 //! lent by the thread and handed back whenever a read would block (see `conn/spare.rs`).
 //! Counted with a global allocator over real sockets on 127.0.0.1, both ends in this process
-//! (so the client's allocations count too).
+//! (so the client's allocations count too). Only the test's own thread counts: the runtime is
+//! current-thread, so both ends run there, and the harness's other threads (another test,
+//! its output) cannot land in the count on a busy machine.
 
 // A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 use ferrosocket::{Conn, Message, Role};
 use ferrosocket_proto::Config;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,9 +19,21 @@ struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Whether this thread's allocations count (const-initialized, no destructor: safe to
+    /// read from the allocator).
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -27,7 +42,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -88,6 +103,7 @@ async fn allocations_per_round(size: usize, burst: usize, rounds: usize) -> usiz
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_warm_connection_allocates_nothing_per_message() {
+    COUNTED.with(|c| c.set(true));
     for (size, burst) in [(16, 1), (16, 16), (1024, 1), (1024, 16)] {
         let made = allocations_per_round(size, burst, 550).await;
         assert_eq!(
