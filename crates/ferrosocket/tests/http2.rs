@@ -489,6 +489,78 @@ async fn ten_sockets_share_one_tcp_connection() {
     }
 }
 
+/// Moves the paused-able clock `by` at once (only timers see it: the idle watch), then lets
+/// the tasks it woke run.
+async fn skip(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A shared connection stays while it carries a WebSocket, however long; once it has carried
+/// none for the dialer's idle timeout it leaves the pool and closes, and the next WebSocket
+/// dials a new one. A WebSocket opened and closed within the idle time starts it over. The
+/// clock is moved with `skip`; the sockets are real.
+#[tokio::test]
+async fn an_idle_shared_connection_closes_after_the_idle_timeout() {
+    let idle = Duration::from_secs(90);
+    for tls in [false, true] {
+        let (mut server, dialer) = setup(tls, Upgrader::new()).await;
+        let dialer = dialer.http2_idle_timeout(Some(idle));
+        let url = server.url(tls, "/echo");
+        let open = async |dialer: &Dialer| within("connect", dialer.connect(url.as_str())).await.unwrap().0;
+        let close = async |mut conn: Conn<MaybeTlsStream>| within("close", conn.close(None)).await.unwrap();
+
+        let a = open(&dialer).await;
+        let id = h2(&a).connection_id();
+        skip(idle * 3).await;
+        let b = open(&dialer).await;
+        assert_eq!(h2(&b).connection_id(), id, "in use: kept");
+        close(a).await;
+        close(b).await;
+
+        skip(idle / 2).await;
+        let c = open(&dialer).await;
+        assert_eq!(h2(&c).connection_id(), id, "idle for less than the timeout: kept");
+        close(c).await;
+        skip(idle / 2 + Duration::from_secs(1)).await;
+        let d = open(&dialer).await;
+        assert_eq!(
+            h2(&d).connection_id(),
+            id,
+            "a socket in between restarts the wait"
+        );
+        close(d).await;
+        assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 1);
+        for _ in 0..4 {
+            assert!(server.end().await.http2);
+        }
+
+        skip(idle + Duration::from_secs(1)).await;
+        within("the idle connection to close", async {
+            while !server.connections.lock().unwrap().iter().all(|t| t.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            format!("{dialer:?}").contains("http2_connections: 0"),
+            "{dialer:?}"
+        );
+        let e = open(&dialer).await;
+        assert_ne!(
+            h2(&e).connection_id(),
+            id,
+            "a new connection after the idle timeout"
+        );
+        assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 2);
+        close(e).await;
+    }
+}
+
 #[tokio::test]
 async fn a_stalled_socket_does_not_block_its_siblings() {
     for tls in [false, true] {

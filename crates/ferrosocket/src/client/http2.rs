@@ -17,9 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -161,6 +162,9 @@ impl Pool {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = conns.get_mut(origin) {
             list.retain(|c| c.conn.id != id);
+            if list.is_empty() {
+                conns.remove(origin);
+            }
         }
     }
 
@@ -309,12 +313,37 @@ pub(super) async fn connect(
         return dialer.connect_http1(req, target, Some(&[ALPN_HTTP11])).await;
     }
     if share {
+        if let Some(idle) = dialer.inner.http2_idle_timeout {
+            let watch = evict_when_idle(Arc::downgrade(pool), origin.clone(), shared.conn.clone(), idle);
+            tokio::spawn(watch);
+        }
         pool.insert(origin, shared.clone());
     }
     drop(dialing);
     open_stream(dialer, &shared, &connect, until)
         .await
         .map_err(Opened::into_error)
+}
+
+/// Takes `conn` out of the pool once it has carried no stream for `idle`, which lets hyper
+/// close it (GOAWAY) when no stream holds it either. Ends then, or with the pool (the dialer
+/// and its clones are gone).
+async fn evict_when_idle(pool: Weak<Pool>, origin: Origin, conn: Arc<H2Connection>, idle: Duration) {
+    loop {
+        if conn.streams.load(Ordering::Acquire) > 0 {
+            conn.idle.notified().await;
+            continue;
+        }
+        let since = conn.idle_since();
+        tokio::time::sleep_until(since + idle).await;
+        let Some(pool) = pool.upgrade() else { return };
+        // Still idle, and not since a stream that came and went in the meantime.
+        if conn.streams.load(Ordering::Acquire) == 0 && conn.idle_since() == since {
+            tracing::debug!(id = conn.id, "an idle http/2 connection leaves the pool");
+            pool.remove(&origin, conn.id);
+            return;
+        }
+    }
 }
 
 /// A WebSocket on a shared connection to `origin`, if one is usable; connections that fail
@@ -387,12 +416,11 @@ async fn start(stream: MaybeTlsStream, leftover: BytesMut, tls: bool) -> Result<
     Ok(Shared {
         send,
         driver,
-        conn: Arc::new(H2Connection {
-            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+        conn: Arc::new(H2Connection::new(
+            NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             tls,
             addrs,
-            streams: AtomicUsize::new(0),
-        }),
+        )),
     })
 }
 

@@ -69,6 +69,8 @@ struct Inner {
     http_version: HttpVersion,
     #[cfg(feature = "http2")]
     share_http2: bool,
+    #[cfg(feature = "http2")]
+    http2_idle_timeout: Option<Duration>,
     /// Live HTTP/2 connections; a dialer whose options change gets a fresh pool (see `with`).
     #[cfg(feature = "http2")]
     h2_pool: Arc<http2::Pool>,
@@ -100,6 +102,7 @@ struct Inner {
 /// | `tls_config` | Mozilla's roots (`webpki-roots`), ALPN `http/1.1` | the same trust on every machine, with no dependency on the platform's store |
 /// | `http_version` (feature `http2`) | HTTP/1.1 | one behaviour unless asked: HTTP/2 (RFC 8441) needs a server that enables extended `CONNECT`; `Auto` finds out |
 /// | `share_http2_connections` (feature `http2`) | on | WebSockets to one server over HTTP/2 share one TCP/TLS connection, HTTP/2's point |
+/// | `http2_idle_timeout` (feature `http2`) | 90 s | a shared HTTP/2 connection that carries no WebSocket is closed after this, so a long-lived dialer does not keep one open per server it ever reached (hyper-util's pool waits as long) |
 ///
 /// Frames sent by the client are masked with keys from the OS CSPRNG (RFC 6455 §5.3).
 ///
@@ -142,6 +145,7 @@ impl fmt::Debug for Dialer {
         #[cfg(feature = "http2")]
         f.field("http_version", &self.inner.http_version)
             .field("share_http2", &self.inner.share_http2)
+            .field("http2_idle_timeout", &self.inner.http2_idle_timeout)
             .field("http2_connections", &self.inner.h2_pool.len());
         f.finish_non_exhaustive()
     }
@@ -166,6 +170,8 @@ impl Dialer {
                 http_version: HttpVersion::Http1,
                 #[cfg(feature = "http2")]
                 share_http2: true,
+                #[cfg(feature = "http2")]
+                http2_idle_timeout: Some(Duration::from_secs(90)),
                 #[cfg(feature = "http2")]
                 h2_pool: Arc::default(),
             }),
@@ -355,7 +361,8 @@ impl Dialer {
     /// Whether WebSockets opened over HTTP/2 to the same server (scheme, host, port) share
     /// one HTTP/2 connection (default: on). A connection is reused while it is open and
     /// carries fewer streams than the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; otherwise
-    /// a new one is made (and shared in turn). The connection closes when its last
+    /// a new one is made (and shared in turn). The connection closes once it has carried no
+    /// WebSocket for [`http2_idle_timeout`](Self::http2_idle_timeout), or when its last
     /// WebSocket and every clone of the dialer are gone. Off: one connection per WebSocket.
     ///
     /// Connections are shared by a dialer and its clones; changing an option makes a dialer
@@ -364,6 +371,18 @@ impl Dialer {
     #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
     pub fn share_http2_connections(self, on: bool) -> Self {
         self.with(|i| i.share_http2 = on)
+    }
+
+    /// How long a shared HTTP/2 connection (see
+    /// [`share_http2_connections`](Self::share_http2_connections)) stays open while it carries
+    /// no WebSocket (default: 90 s); `None` keeps it as long as the dialer. A WebSocket opened
+    /// in the meantime reuses it and starts the wait over once it closes; after it, the
+    /// connection leaves the dialer's pool and closes with a GOAWAY, and the next WebSocket to
+    /// that server dials a new one.
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn http2_idle_timeout(self, idle: Option<Duration>) -> Self {
+        self.with(|i| i.http2_idle_timeout = idle)
     }
 
     /// Connects to a `ws://` or `wss://` URL and runs the opening handshake. Returns the

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// What every stream of one HTTP/2 connection shares: its identity, how it is carried, and
 /// how many WebSockets it holds now.
@@ -24,6 +26,29 @@ pub(crate) struct H2Connection {
     pub(crate) addrs: Option<(SocketAddr, SocketAddr)>,
     /// Streams open now (each [`StreamCount`] is one).
     pub(crate) streams: AtomicUsize,
+    /// When the last open stream went (or the connection was made): where the idle time
+    /// counts from.
+    idle_since: Mutex<Instant>,
+    /// Signalled when the last open stream goes.
+    pub(crate) idle: Notify,
+}
+
+impl H2Connection {
+    pub(crate) fn new(id: u64, tls: bool, addrs: Option<(SocketAddr, SocketAddr)>) -> Self {
+        Self {
+            id,
+            tls,
+            addrs,
+            streams: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            idle: Notify::new(),
+        }
+    }
+
+    /// When the connection last became idle (it may carry streams again since).
+    pub(crate) fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One open stream counted on its connection, uncounted when dropped.
@@ -43,7 +68,11 @@ impl StreamCount {
 
 impl Drop for StreamCount {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+        if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            // A stored permit if nobody waits yet: the idle watch cannot miss it.
+            self.0.idle.notify_one();
+        }
     }
 }
 
