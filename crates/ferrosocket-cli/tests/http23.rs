@@ -1,7 +1,7 @@
 //! `ferrosocket echo` over HTTP/2 and HTTP/3, end to end on 127.0.0.1: with a certificate it
 //! speaks HTTP/1.1 and HTTP/2 by ALPN (and HTTP/3 over UDP with `--http3`), in cleartext it
 //! takes HTTP/2 with prior knowledge, its log names the protocol of every WebSocket, SIGTERM
-//! closes HTTP/2 WebSockets with 1001, and `bench --conn / --http2 / --http3` drive all three.
+//! closes HTTP/2 and HTTP/3 WebSockets with 1001 (HTTP/3 with a GOAWAY first), and `bench --conn / --http2 / --http3` drive all three.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ferrosocket::{CloseCode, Dialer, Error, HttpVersion, Message};
@@ -225,6 +225,58 @@ async fn sigterm_closes_http2_websockets_with_1001() {
         }
     }
     drop(echo);
+}
+
+/// SIGTERM over HTTP/3: the QUIC connection says GOAWAY (the session takes no new WebSocket)
+/// and its WebSockets get 1001.
+#[tokio::test]
+async fn sigterm_sends_goaway_and_1001_over_http3() {
+    let dir = temp_dir("goaway");
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let echo = Echo::start(&["--tls-cert", cert_s, "--tls-key", key_s, "--http3"]).await;
+    let mut roots = ferrosocket::tls::rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let dialer = Dialer::new().tls_config(ferrosocket::tls::client_config_with_roots(roots).unwrap());
+    let session = timeout(WAIT, dialer.http3_session(&format!("https://{}/", echo.addr)))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("https://{}/ws", echo.addr);
+    let (mut a, _) = timeout(WAIT, session.connect(url.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
+    a.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        timeout(WAIT, a.recv()).await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    let pid = echo.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    match timeout(WAIT, a.recv()).await.unwrap() {
+        Err(Error::Closed(e)) => assert_eq!(e.code, CloseCode::GOING_AWAY),
+        other => panic!("expected 1001, got {other:?}"),
+    }
+    timeout(WAIT, async {
+        while !session.is_going_away() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the server's GOAWAY");
+    drop(echo);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Waiting for a cleartext client's first bytes (HTTP/1.1 or the HTTP/2 preface) is bounded:

@@ -447,4 +447,12 @@ pub enum Http3Error {
         /// What was wrong.
         reason: String,
     },
+    /// The server sent GOAWAY (RFC 9114 §5.2), or refused the request stream it sent after
+    /// one (`H3_REQUEST_REJECTED`): it is shutting this QUIC connection down and takes no new
+    /// WebSocket on it, while those already open go on. Open a new session
+    /// ([`Dialer::http3_session`](crate::Dialer::http3_session)) to reach it again.
+    #[error(
+        "the server is shutting this HTTP/3 connection down (GOAWAY) and takes no new WebSocket on it; open a new connection"
+    )]
+    GoingAway,
 }

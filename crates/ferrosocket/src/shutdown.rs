@@ -116,6 +116,16 @@ impl Shutdown {
         self.inner.triggered.load(Ordering::Acquire)
     }
 
+    /// Completes when [`trigger`](Self::trigger) is called, without holding a token (an
+    /// accept loop is not a connection [`wait`](Self::wait) should wait for).
+    #[cfg(feature = "http3")]
+    pub(crate) async fn until_triggered(&self) {
+        let mut rx = self.inner.signal.subscribe();
+        if rx.wait_for(|on| *on).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// How many tokens are alive.
     pub fn live(&self) -> usize {
         self.inner.live.load(Ordering::SeqCst)

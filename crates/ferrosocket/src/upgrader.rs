@@ -401,6 +401,12 @@ impl Upgrader {
         self.inner.handshake_timeout
     }
 
+    /// The shutdown switch of the connections' options, if one is set.
+    #[cfg(feature = "http3")]
+    pub(crate) fn shutdown_switch(&self) -> Option<&crate::Shutdown> {
+        self.inner.options.shutdown.as_ref()
+    }
+
     /// Decides an upgrade request without any I/O: validates the handshake (RFC 6455 §4.2.1 for
     /// HTTP/1.1; an extended CONNECT for HTTP/2 and HTTP/3, RFC 8441 and RFC 9220, answered
     /// `200` instead of `101`: see

@@ -614,3 +614,120 @@ async fn split_halves_write_and_read_at_once_over_http3() {
     assert_eq!((c.code, c.reason.as_str()), (CloseCode::NORMAL_CLOSURE, ""));
     assert_eq!(server.quic_connections.load(Ordering::SeqCst), 1);
 }
+
+/// Polls `cond` every 5 ms until it holds (at most `T`).
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    timeout(T, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// `Http3Server::shutdown` sends GOAWAY (RFC 9114 §5.2): the WebSocket already open goes on
+/// and closes normally; the client's session sees the GOAWAY and refuses new WebSockets with
+/// `GoingAway` without sending anything; a request stream sent anyway is refused with
+/// H3_REQUEST_REJECTED (0x10b); the server's `accept` ends.
+#[tokio::test]
+async fn shutdown_sends_goaway_and_refuses_new_streams_only() {
+    let cert = cert();
+    let tls = server_config(
+        vec![cert.der.clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone())),
+    )
+    .unwrap();
+    let endpoint = quinn::Endpoint::server(
+        ferrosocket::http3::server_config(&tls).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let server = Server {
+        addr: endpoint.local_addr().unwrap(),
+        quic_connections: Arc::default(),
+    };
+    let (go, gone) = tokio::sync::oneshot::channel::<()>();
+    let accepting = tokio::spawn(async move {
+        let quic = endpoint.accept().await.unwrap().await.unwrap();
+        let mut h3 = Upgrader::new().accept_http3(quic).await.unwrap();
+        tokio::spawn(echo(h3.accept().await.unwrap()));
+        gone.await.unwrap();
+        h3.shutdown().await.unwrap();
+        h3.shutdown().await.unwrap(); // a second call sends nothing
+        let after = timeout(T, h3.accept()).await.unwrap().is_none();
+        (after, h3, endpoint)
+    });
+
+    let session = timeout(T, dialer(&cert).http3_session(&server.url("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut open, _) = timeout(T, session.connect(server.url("/a")))
+        .await
+        .unwrap()
+        .unwrap();
+    open.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        timeout(T, open.recv()).await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    assert!(!session.is_going_away());
+
+    go.send(()).unwrap();
+    until("the GOAWAY", || session.is_going_away()).await;
+    match timeout(T, session.connect(server.url("/b"))).await.unwrap() {
+        Err(Error::Http3(Http3Error::GoingAway)) => {}
+        other => panic!("expected GoingAway, got {:?}", other.map(|(_, r)| r)),
+    }
+    // A request stream past the GOAWAY's id, sent anyway: reset with H3_REQUEST_REJECTED.
+    let (mut send, mut recv) = session.connection().open_bi().await.unwrap();
+    send.write_all(&[0x01, 0x00]).await.unwrap();
+    let mut buf = [0u8; 16];
+    match timeout(T, recv.read(&mut buf)).await.unwrap() {
+        Err(quinn::ReadError::Reset(code)) => assert_eq!(code, quinn::VarInt::from_u32(0x10b)),
+        other => panic!("expected a reset with H3_REQUEST_REJECTED, got {other:?}"),
+    }
+
+    open.send(Message::text("after")).await.unwrap();
+    assert_eq!(
+        timeout(T, open.recv()).await.unwrap().unwrap(),
+        Message::text("after")
+    );
+    let (accept_ended, _h3, _endpoint) = timeout(T, accepting).await.unwrap().unwrap();
+    assert!(accept_ended, "accept ends after the GOAWAY");
+    let done = CloseFrame::new(CloseCode::NORMAL_CLOSURE, "done");
+    let closed = timeout(T, open.close(Some(done))).await.unwrap().unwrap();
+    assert_eq!(closed.code, CloseCode::NORMAL_CLOSURE);
+}
+
+/// The upgrader's shutdown switch does it all: triggered, every HTTP/3 connection sends
+/// GOAWAY and its WebSockets close with 1001.
+#[tokio::test]
+async fn the_shutdown_switch_sends_goaway_and_1001() {
+    let cert = cert();
+    let switch = ferrosocket::Shutdown::new();
+    let server = serve(&cert, Upgrader::new().shutdown(&switch), echo).await;
+    let session = timeout(T, dialer(&cert).http3_session(&server.url("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut open, _) = timeout(T, session.connect(server.url("/a")))
+        .await
+        .unwrap()
+        .unwrap();
+    open.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        timeout(T, open.recv()).await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    switch.trigger();
+    let end = timeout(T, open.recv()).await.unwrap().unwrap_err();
+    let Error::Closed(c) = end else { panic!("{end:?}") };
+    assert_eq!(c.code, CloseCode::GOING_AWAY);
+    until("the GOAWAY", || session.is_going_away()).await;
+    assert!(matches!(
+        timeout(T, session.connect(server.url("/b"))).await.unwrap(),
+        Err(Error::Http3(Http3Error::GoingAway))
+    ));
+}

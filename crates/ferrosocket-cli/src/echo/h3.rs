@@ -43,7 +43,23 @@ pub(crate) async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
-            while let Some(conn) = h3.accept().await {
+            // At shutdown the connection says GOAWAY (no new WebSockets on it); its
+            // WebSockets get 1001 from their own tokens.
+            let stop = shared.shutdown.token();
+            let mut goaway = Box::pin(async move { stop.triggered().await });
+            let mut going = false;
+            loop {
+                let conn = tokio::select! {
+                    conn = h3.accept() => conn,
+                    () = &mut goaway, if !going => {
+                        going = true;
+                        if let Err(e) = h3.shutdown().await && !shared.quiet {
+                            eprintln!("{addr} http/3 GOAWAY failed: {e}");
+                        }
+                        continue;
+                    }
+                };
+                let Some(conn) = conn else { break };
                 shared.connections.fetch_add(1, Ordering::Relaxed);
                 if !shared.quiet {
                     println!("{}", open_line(addr, Some("HTTP/3"), conn.subprotocol()));

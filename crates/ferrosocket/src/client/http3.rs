@@ -178,6 +178,13 @@ impl Http3Session {
         &self.session.conn
     }
 
+    /// Whether the server sent GOAWAY: it is shutting this connection down, and
+    /// [`connect`](Self::connect) fails with [`Http3Error::GoingAway`] (the WebSockets
+    /// already open go on until they close).
+    pub fn is_going_away(&self) -> bool {
+        self.session.peer_goaway().is_some()
+    }
+
     async fn exchange(
         &self,
         req: Request<()>,
@@ -185,6 +192,9 @@ impl Http3Session {
     ) -> Result<(Conn<MaybeTlsStream>, Response<()>), Error> {
         let mut session = self.session.clone();
         let settings = session.peer_settings().await?;
+        if session.peer_goaway().is_some() {
+            return Err(Http3Error::GoingAway.into());
+        }
         if !settings.enable_connect_protocol {
             return Err(Http3Error::NoExtendedConnect.into());
         }
@@ -211,7 +221,12 @@ impl Http3Session {
         let head = request_headers(&authority, &path, req.headers());
 
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(Http3Error::Connection)?;
-        send.write_all(&head).await.map_err(|e| Error::Io(e.into()))?;
+        send.write_all(&head).await.map_err(|e| match e {
+            quinn::WriteError::Stopped(code) if code.into_inner() == codes::H3_REQUEST_REJECTED => {
+                Http3Error::GoingAway.into()
+            }
+            e => Error::Io(e.into()),
+        })?;
         let (resp, frames) = read_response(&mut recv, &session.conn).await?;
         if resp.status() != StatusCode::OK {
             let body = read_body(&mut recv, frames, deadline).await;
@@ -300,6 +315,9 @@ async fn read_response(
                 return Err(Error::Closed(crate::error::CloseError::abnormal(
                     "the server ended the request stream before answering; check that the url is a websocket endpoint",
                 )));
+            }
+            Err(quinn::ReadError::Reset(code)) if code.into_inner() == codes::H3_REQUEST_REJECTED => {
+                return Err(Http3Error::GoingAway.into());
             }
             Err(e) => return Err(Error::from(std::io::Error::from(e))),
         }

@@ -21,6 +21,8 @@ pub(crate) const H3_EXCESSIVE_LOAD: u64 = 0x107;
 pub(crate) const H3_SETTINGS_ERROR: u64 = 0x109;
 /// H3_MISSING_SETTINGS: the control stream did not start with SETTINGS.
 pub(crate) const H3_MISSING_SETTINGS: u64 = 0x10a;
+/// H3_REQUEST_REJECTED: the request was not processed and may be retried (after a GOAWAY).
+pub(crate) const H3_REQUEST_REJECTED: u64 = 0x10b;
 /// H3_REQUEST_CANCELLED: a stream reset by its application.
 pub(crate) const H3_REQUEST_CANCELLED: u64 = 0x10c;
 /// H3_MESSAGE_ERROR: a malformed request or response.

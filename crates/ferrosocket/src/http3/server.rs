@@ -3,12 +3,12 @@
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::mpsc;
 
 use super::codes::{self, CodecError};
 use super::frame::{self, Frame, FrameDecoder};
-use super::session::{Session, SessionGuard, fail};
+use super::session::{ControlStream, Session, SessionGuard, fail};
 use super::{H3Stream, MAX_FIELD_SECTION_SIZE, qpack};
 use crate::error::Http3Error;
 use crate::{Conn, ConnectProtocol, Error, Upgrader};
@@ -27,15 +27,64 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// Request streams are handled concurrently: one client slow to send its headers does not
 /// delay the others (each has the upgrader's handshake timeout).
+///
+/// [`shutdown`](Self::shutdown) (called by itself when the upgrader's
+/// [`ConnOptions::shutdown`](crate::ConnOptions::shutdown) switch is triggered) sends
+/// GOAWAY: the WebSockets already open go on, new request streams are refused.
 #[derive(Debug)]
 pub struct Http3Server {
     conns: mpsc::Receiver<Conn<H3Stream>>,
     session: Session,
+    accepting: Arc<Accept>,
+}
+
+/// What the server handle and its accept loop share.
+#[derive(Debug, Default)]
+struct Accept {
+    state: Mutex<Accepting>,
+    /// Signalled once our GOAWAY went: the accept loop stops handing out WebSockets.
+    went: tokio::sync::Notify,
+}
+
+/// Which request streams the accept loop takes.
+#[derive(Debug, Default)]
+struct Accepting {
+    /// The id after the highest request stream taken so far.
+    next: u64,
+    /// The id our GOAWAY carried: request streams from it on are refused.
+    goaway: Option<u64>,
+}
+
+impl Accepting {
+    /// Whether the request stream `id` is taken (and counted) or refused.
+    fn take(&mut self, id: u64) -> bool {
+        if self.goaway.is_some_and(|last| id >= last) {
+            return false;
+        }
+        self.next = self.next.max(id + 4);
+        true
+    }
+
+    /// The id for a GOAWAY (the first one's, if one went already), and whether to send it.
+    fn go_away(&mut self) -> (u64, bool) {
+        match self.goaway {
+            Some(id) => (id, false),
+            None => {
+                self.goaway = Some(self.next);
+                (self.next, true)
+            }
+        }
+    }
+}
+
+fn lock(accept: &Accept) -> std::sync::MutexGuard<'_, Accepting> {
+    accept.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Http3Server {
     /// The next accepted WebSocket on this QUIC connection; `None` once the connection has
-    /// closed (see [`connection`](Self::connection)'s `close_reason` for why).
+    /// closed (see [`connection`](Self::connection)'s `close_reason` for why), or after
+    /// [`shutdown`](Self::shutdown) once the WebSockets accepted before it were taken.
     ///
     /// Cancel-safe: a WebSocket not yet returned stays queued.
     pub async fn accept(&mut self) -> Option<Conn<H3Stream>> {
@@ -46,6 +95,29 @@ impl Http3Server {
     pub fn connection(&self) -> &quinn::Connection {
         &self.session.conn
     }
+
+    /// Starts a graceful shutdown of this HTTP/3 connection (RFC 9114 §5.2): sends GOAWAY
+    /// with the id of the first request stream not yet taken, and refuses that stream and
+    /// every later one with `H3_REQUEST_REJECTED` (the client may retry them on another
+    /// connection). WebSockets already open are not touched: close them (a
+    /// [`Shutdown`](crate::Shutdown) closes them with 1001); the QUIC connection closes when
+    /// the last of them and this handle are gone. Calling it again sends nothing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the control stream cannot be written (the connection is gone).
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        go_away(&self.session.control, &self.accepting).await
+    }
+}
+
+async fn go_away(control: &ControlStream, accept: &Accept) -> Result<(), Error> {
+    let (id, send) = lock(accept).go_away();
+    if send {
+        tracing::debug!(id, "sending GOAWAY");
+        accept.went.notify_one();
+        control.send_goaway(id).await?;
+    }
+    Ok(())
 }
 
 impl Upgrader {
@@ -82,25 +154,80 @@ impl Upgrader {
     pub async fn accept_http3(&self, conn: quinn::Connection) -> Result<Http3Server, Error> {
         let session = Session::start(conn.clone(), None).await?;
         let (tx, rx) = mpsc::channel(BACKLOG);
+        let accepting = Arc::new(Accept::default());
         let weak = Arc::downgrade(&session.guard);
-        let upgrader = self.clone();
-        tokio::spawn(accept_loop(conn, weak, upgrader, tx));
-        Ok(Http3Server { conns: rx, session })
+        let control = session.control.clone();
+        tokio::spawn(accept_loop(
+            conn,
+            control,
+            weak,
+            self.clone(),
+            tx,
+            accepting.clone(),
+        ));
+        Ok(Http3Server {
+            conns: rx,
+            session,
+            accepting,
+        })
     }
 }
 
 async fn accept_loop(
     conn: quinn::Connection,
+    control: ControlStream,
     guard: Weak<SessionGuard>,
     upgrader: Upgrader,
     tx: mpsc::Sender<Conn<H3Stream>>,
+    accepting: Arc<Accept>,
 ) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
+    let switch = upgrader.shutdown_switch().cloned();
+    let shutdown = async {
+        match &switch {
+            Some(s) => s.until_triggered().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown);
+    let mut tx = Some(tx);
+    loop {
+        let (send, recv) = tokio::select! {
+            accepted = conn.accept_bi() => match accepted {
+                Ok(streams) => streams,
+                Err(_) => return,
+            },
+            () = &mut shutdown, if tx.is_some() => {
+                let _ = go_away(&control, &accepting).await;
+                continue;
+            }
+            () = accepting.went.notified(), if tx.is_some() => {
+                // `accept` ends once the requests under way are answered.
+                tx = None;
+                continue;
+            }
+        };
+        if !lock(&accepting).take(u64::from(send.id())) {
+            reject(send, recv);
+            continue;
+        }
         // Nobody left to take WebSockets: the session is over.
         let Some(guard) = guard.upgrade() else { return };
-        let (conn, upgrader, tx) = (conn.clone(), upgrader.clone(), tx.clone());
+        let Some(tx) = tx.clone() else {
+            reject(send, recv);
+            continue;
+        };
+        let conn = conn.clone();
+        let upgrader = upgrader.clone();
         tokio::spawn(async move { request(send, recv, &conn, guard, &upgrader, &tx).await });
     }
+}
+
+/// Refuses a request stream that came after our GOAWAY (RFC 9114 §5.2: the client may retry
+/// it elsewhere).
+fn reject(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let code = quinn::VarInt::from_u32(codes::H3_REQUEST_REJECTED as u32);
+    let _ = send.reset(code);
+    let _ = recv.stop(code);
 }
 
 /// Reads a request stream's HEADERS, answers it, and queues the WebSocket.
@@ -355,6 +482,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn goaway_carries_the_id_after_the_last_stream_taken_and_refuses_from_it() {
+        let mut a = Accepting::default();
+        assert_eq!(a.go_away(), (0, true), "nothing taken: GOAWAY 0");
+        let mut a = Accepting::default();
+        assert!(a.take(0) && a.take(8) && a.take(4));
+        assert_eq!(a.go_away(), (12, true));
+        assert_eq!(a.go_away(), (12, false), "sent once");
+        assert!(!a.take(12) && !a.take(16), "at or past the id: refused");
+        assert!(a.take(4), "below it: still taken");
     }
 
     #[test]

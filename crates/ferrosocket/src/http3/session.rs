@@ -1,14 +1,15 @@
 //! What both roles run on a QUIC connection besides request streams: our control stream
 //! with SETTINGS, the peer's control stream (SETTINGS first, then GOAWAY and unknown frames),
 //! and the peer's other unidirectional streams (QPACK's, which we drain, and unknown ones,
-//! which we refuse).
+//! which we refuse). Our GOAWAY goes on our control stream; the peer's is kept for the
+//! client to stop opening streams.
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use super::codes::{self, CodecError};
-use super::frame::{Frame, FrameDecoder, Settings};
+use super::frame::{self, Frame, FrameDecoder, Settings};
 use super::{MAX_FIELD_SECTION_SIZE, varint};
 use crate::Error;
 use crate::error::Http3Error;
@@ -35,12 +36,34 @@ impl Drop for SessionGuard {
     }
 }
 
+/// Our control stream, for frames after SETTINGS.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlStream(Arc<Mutex<quinn::SendStream>>);
+
+impl ControlStream {
+    /// Sends GOAWAY with `id` (RFC 9114 §5.2): the peer opens no request stream at or past
+    /// `id` here.
+    pub(crate) async fn send_goaway(&self, id: u64) -> Result<(), Error> {
+        let mut payload = Vec::with_capacity(8);
+        varint::encode(id, &mut payload);
+        let mut out = Vec::with_capacity(16);
+        frame::encode_frame(frame::GOAWAY, &payload, &mut out);
+        let mut control = self.0.lock().await;
+        control.write_all(&out).await.map_err(|e| Error::Io(e.into()))
+    }
+}
+
 /// The HTTP/3 session state shared by a server or client handle.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub(crate) conn: quinn::Connection,
     pub(crate) guard: Arc<SessionGuard>,
     pub(crate) settings: watch::Receiver<Option<Settings>>,
+    /// Our control stream, also held by the task that reads the peer's streams, so it stays
+    /// open as long as the connection (RFC 9114 §6.2.1) whoever drops their handle.
+    pub(crate) control: ControlStream,
+    /// The stream id of the peer's last GOAWAY (RFC 9114 §5.2), once it sent one.
+    goaway: watch::Receiver<Option<u64>>,
 }
 
 /// Closes `conn` with an HTTP/3 connection error.
@@ -63,14 +86,19 @@ impl Session {
         varint::encode(CONTROL_STREAM, &mut bytes);
         Settings::ours(MAX_FIELD_SECTION_SIZE as u64).encode_frame(&mut bytes);
         control.write_all(&bytes).await.map_err(|e| Error::Io(e.into()))?;
-        let (tx, rx) = watch::channel(None);
+        let control = ControlStream(Arc::new(Mutex::new(control)));
+        let (settings_tx, settings) = watch::channel(None);
+        let (goaway_tx, goaway) = watch::channel(None);
+        let peer = Arc::new(Peer {
+            settings: settings_tx,
+            goaway: goaway_tx,
+        });
         let driver = conn.clone();
+        let kept = control.clone();
         tokio::spawn(async move {
-            // The control stream must stay open as long as the connection (RFC 9114 §6.2.1).
-            let _control = control;
-            let tx = Arc::new(tx);
+            let _control = kept;
             while let Ok(recv) = driver.accept_uni().await {
-                tokio::spawn(uni_stream(recv, driver.clone(), tx.clone()));
+                tokio::spawn(uni_stream(recv, driver.clone(), peer.clone()));
             }
         });
         Ok(Session {
@@ -79,8 +107,15 @@ impl Session {
                 _endpoint: endpoint,
             }),
             conn,
-            settings: rx,
+            settings,
+            control,
+            goaway,
         })
+    }
+
+    /// The id of the peer's GOAWAY, once one arrived.
+    pub(crate) fn peer_goaway(&self) -> Option<u64> {
+        *self.goaway.borrow()
     }
 
     /// Waits for the peer's SETTINGS.
@@ -101,12 +136,14 @@ impl Session {
     }
 }
 
+/// What the peer's control stream tells the session.
+struct Peer {
+    settings: watch::Sender<Option<Settings>>,
+    goaway: watch::Sender<Option<u64>>,
+}
+
 /// Reads one of the peer's unidirectional streams.
-async fn uni_stream(
-    mut recv: quinn::RecvStream,
-    conn: quinn::Connection,
-    settings: Arc<watch::Sender<Option<Settings>>>,
-) {
+async fn uni_stream(mut recv: quinn::RecvStream, conn: quinn::Connection, peer: Arc<Peer>) {
     let mut head = Vec::with_capacity(8);
     let ty = loop {
         if let Some((ty, used)) = varint::decode(&head) {
@@ -120,7 +157,7 @@ async fn uni_stream(
         }
     };
     match ty {
-        CONTROL_STREAM => control_stream(recv, head, &conn, &settings).await,
+        CONTROL_STREAM => control_stream(recv, head, &conn, &peer).await,
         QPACK_ENCODER_STREAM | QPACK_DECODER_STREAM => {
             // With a table capacity of 0 there is nothing to act on; read to free the credit.
             let mut sink = vec![0u8; 1024];
@@ -139,13 +176,8 @@ async fn uni_stream(
     }
 }
 
-async fn control_stream(
-    mut recv: quinn::RecvStream,
-    first: Vec<u8>,
-    conn: &quinn::Connection,
-    settings: &watch::Sender<Option<Settings>>,
-) {
-    if settings.borrow().is_some() {
+async fn control_stream(mut recv: quinn::RecvStream, first: Vec<u8>, conn: &quinn::Connection, peer: &Peer) {
+    if peer.settings.borrow().is_some() {
         return fail(
             conn,
             &CodecError::new(codes::H3_STREAM_CREATION_ERROR, "a second control stream".into()),
@@ -161,7 +193,7 @@ async fn control_stream(
                 Ok(None) => break,
                 Ok(Some(Frame::Settings(s))) if !have_settings => {
                     have_settings = true;
-                    settings.send_replace(Some(s));
+                    peer.settings.send_replace(Some(s));
                 }
                 Ok(Some(_)) if !have_settings => {
                     return fail(
@@ -172,7 +204,10 @@ async fn control_stream(
                         ),
                     );
                 }
-                Ok(Some(Frame::Goaway(_))) => {}
+                Ok(Some(Frame::Goaway(id))) => {
+                    tracing::debug!(id, "the peer sent GOAWAY");
+                    peer.goaway.send_replace(Some(id));
+                }
                 Ok(Some(_)) => {
                     return fail(
                         conn,
