@@ -57,6 +57,13 @@ impl Echo {
         Echo { child, addr, stdout }
     }
 
+    /// Sends SIGTERM (a graceful shutdown).
+    fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+    }
+
     /// Lines printed so far, waiting until `want` of them satisfy `pred` (bounded).
     async fn lines_until(&mut self, pred: impl Fn(&str) -> bool, want: usize) -> Vec<String> {
         let mut seen = Vec::new();
@@ -210,14 +217,7 @@ async fn sigterm_closes_http2_websockets_with_1001() {
             Message::text("before")
         );
     }
-    let pid = echo.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    echo.terminate();
     for conn in [&mut a, &mut b] {
         match timeout(WAIT, conn.recv()).await.unwrap() {
             Err(Error::Closed(e)) => assert_eq!(e.code, CloseCode::GOING_AWAY),
@@ -256,14 +256,7 @@ async fn sigterm_sends_goaway_and_1001_over_http3() {
         timeout(WAIT, a.recv()).await.unwrap().unwrap(),
         Message::text("before")
     );
-    let pid = echo.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    echo.terminate();
     match timeout(WAIT, a.recv()).await.unwrap() {
         Err(Error::Closed(e)) => assert_eq!(e.code, CloseCode::GOING_AWAY),
         other => panic!("expected 1001, got {other:?}"),

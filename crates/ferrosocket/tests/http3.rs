@@ -626,6 +626,36 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
+/// A session to `server` with one WebSocket on it that has echoed a message.
+async fn session_with_one_echo(
+    cert: &Cert,
+    server: &Server,
+) -> (ferrosocket::Http3Session, Conn<ferrosocket::MaybeTlsStream>) {
+    let session = timeout(T, dialer(cert).http3_session(&server.url("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut open, _) = timeout(T, session.connect(server.url("/a")))
+        .await
+        .unwrap()
+        .unwrap();
+    open.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        timeout(T, open.recv()).await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    (session, open)
+}
+
+/// Once the server's GOAWAY arrived, the session refuses a new WebSocket with `GoingAway`.
+async fn refused_after_goaway(session: &ferrosocket::Http3Session, server: &Server) {
+    until("the GOAWAY", || session.is_going_away()).await;
+    match timeout(T, session.connect(server.url("/b"))).await.unwrap() {
+        Err(Error::Http3(Http3Error::GoingAway)) => {}
+        other => panic!("expected GoingAway, got {:?}", other.map(|(_, r)| r)),
+    }
+}
+
 /// `Http3Server::shutdown` sends GOAWAY (RFC 9114 §5.2): the WebSocket already open goes on
 /// and closes normally; the client's session sees the GOAWAY and refuses new WebSockets with
 /// `GoingAway` without sending anything; a request stream sent anyway is refused with
@@ -659,27 +689,11 @@ async fn shutdown_sends_goaway_and_refuses_new_streams_only() {
         (after, h3, endpoint)
     });
 
-    let session = timeout(T, dialer(&cert).http3_session(&server.url("/")))
-        .await
-        .unwrap()
-        .unwrap();
-    let (mut open, _) = timeout(T, session.connect(server.url("/a")))
-        .await
-        .unwrap()
-        .unwrap();
-    open.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        timeout(T, open.recv()).await.unwrap().unwrap(),
-        Message::text("before")
-    );
+    let (session, mut open) = session_with_one_echo(&cert, &server).await;
     assert!(!session.is_going_away());
 
     go.send(()).unwrap();
-    until("the GOAWAY", || session.is_going_away()).await;
-    match timeout(T, session.connect(server.url("/b"))).await.unwrap() {
-        Err(Error::Http3(Http3Error::GoingAway)) => {}
-        other => panic!("expected GoingAway, got {:?}", other.map(|(_, r)| r)),
-    }
+    refused_after_goaway(&session, &server).await;
     // A request stream past the GOAWAY's id, sent anyway: reset with H3_REQUEST_REJECTED.
     let (mut send, mut recv) = session.connection().open_bi().await.unwrap();
     send.write_all(&[0x01, 0x00]).await.unwrap();
@@ -708,26 +722,10 @@ async fn the_shutdown_switch_sends_goaway_and_1001() {
     let cert = cert();
     let switch = ferrosocket::Shutdown::new();
     let server = serve(&cert, Upgrader::new().shutdown(&switch), echo).await;
-    let session = timeout(T, dialer(&cert).http3_session(&server.url("/")))
-        .await
-        .unwrap()
-        .unwrap();
-    let (mut open, _) = timeout(T, session.connect(server.url("/a")))
-        .await
-        .unwrap()
-        .unwrap();
-    open.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        timeout(T, open.recv()).await.unwrap().unwrap(),
-        Message::text("before")
-    );
+    let (session, mut open) = session_with_one_echo(&cert, &server).await;
     switch.trigger();
     let end = timeout(T, open.recv()).await.unwrap().unwrap_err();
     let Error::Closed(c) = end else { panic!("{end:?}") };
     assert_eq!(c.code, CloseCode::GOING_AWAY);
-    until("the GOAWAY", || session.is_going_away()).await;
-    assert!(matches!(
-        timeout(T, session.connect(server.url("/b"))).await.unwrap(),
-        Err(Error::Http3(Http3Error::GoingAway))
-    ));
+    refused_after_goaway(&session, &server).await;
 }
