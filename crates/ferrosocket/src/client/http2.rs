@@ -335,7 +335,9 @@ async fn evict_when_idle(pool: Weak<Pool>, origin: Origin, conn: Arc<H2Connectio
             continue;
         }
         let since = conn.idle_since();
-        tokio::time::sleep_until(since + idle).await;
+        // An idle time too long to add up is no limit.
+        let Some(at) = since.checked_add(idle) else { return };
+        tokio::time::sleep_until(at).await;
         let Some(pool) = pool.upgrade() else { return };
         // Still idle, and not since a stream that came and went in the meantime.
         if conn.streams.load(Ordering::Acquire) == 0 && conn.idle_since() == since {
