@@ -259,6 +259,7 @@
 //! | `Dialer.NetDialContext` | [`Dialer::connector`](crate::Dialer::connector) |
 //! | `Dialer.Proxy`, `http.ProxyFromEnvironment` | [`Dialer::proxy`](crate::Dialer::proxy), [`Dialer::proxy_from_env`](crate::Dialer::proxy_from_env) (on by default) |
 //! | `Dialer.TLSClientConfig` | [`Dialer::tls_config`](crate::Dialer::tls_config) |
+//! | `Dialer.Jar` | [`Dialer::cookie_jar`](crate::Dialer::cookie_jar) with a [`CookieJar`](crate::CookieJar) |
 //! | `NewClient` | [`Dialer::connect_with_stream`](crate::Dialer::connect_with_stream) |
 //! | `ErrBadHandshake` | [`Error::BadHandshake`](crate::Error::BadHandshake) |
 //! | `Conn` | [`Conn`](crate::Conn) |

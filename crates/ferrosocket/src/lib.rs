@@ -157,7 +157,7 @@ pub use client::Http3Session;
 #[cfg(feature = "http2")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
 pub use client::HttpVersion;
-pub use client::{Dialer, IntoClientRequest, NoProxy, ProxyConfig};
+pub use client::{CookieJar, Dialer, IntoClientRequest, NoProxy, ProxyConfig};
 pub use conn::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use conn::streamed::{MessageReader, MessageWriter};
 pub use conn::{CloseAction, Conn, ConnOptions, PingAction, SlowPeerPolicy};

@@ -751,3 +751,82 @@ mod tls_proxy {
         assert!(err.to_string().contains("proxy"), "{err}");
     }
 }
+
+/// A jar that keeps every `name=value` the server set, by name, and records the URLs it saw.
+#[derive(Default)]
+struct RecordingJar {
+    pairs: Mutex<Vec<(String, String)>>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl ferrosocket::CookieJar for RecordingJar {
+    fn cookies(&self, uri: &http::Uri) -> Option<http::HeaderValue> {
+        self.seen.lock().unwrap().push(format!("get {uri}"));
+        let pairs = self.pairs.lock().unwrap();
+        let joined: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        (!joined.is_empty()).then(|| joined.join("; ").parse().unwrap())
+    }
+
+    fn set_cookies(&self, uri: &http::Uri, set_cookie: &mut dyn Iterator<Item = &http::HeaderValue>) {
+        self.seen.lock().unwrap().push(format!("set {uri}"));
+        let mut pairs = self.pairs.lock().unwrap();
+        for value in set_cookie {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            pairs.retain(|(n, _)| n != name);
+            pairs.push((name.to_owned(), value.to_owned()));
+        }
+    }
+}
+
+/// gorilla's `Dialer.Jar`: the jar's cookies go with every handshake (after the request's own
+/// `Cookie` pairs, in one header), and the `Set-Cookie` headers of every answer go to the
+/// jar, a 101 and a refusal alike. Without a jar only the request's own cookies go.
+#[tokio::test]
+async fn the_cookie_jar_sends_and_keeps_cookies_across_handshakes() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let record = received.clone();
+    let upgrader = Upgrader::new().on_request(move |req| {
+        let cookie = req.headers().get(http::header::COOKIE);
+        let cookie = cookie.map_or("-", |c| c.to_str().unwrap()).to_owned();
+        let mut log = record.lock().unwrap();
+        log.push(cookie);
+        let set = http::HeaderValue::try_from(format!("n={}; Path=/; HttpOnly", log.len())).unwrap();
+        if req.path() == "/refuse" {
+            let set_too = http::HeaderValue::from_static("refused=yes");
+            let reject = ferrosocket::Reject::new(http::StatusCode::FORBIDDEN);
+            return Err(reject
+                .header(http::header::SET_COOKIE, set)
+                .header(http::header::SET_COOKIE, set_too));
+        }
+        Ok(ferrosocket::Accept::new().header(http::header::SET_COOKIE, set))
+    });
+    let addr = echo_server(upgrader).await;
+    let jar = Arc::new(RecordingJar::default());
+    let d = dialer().cookie_jar(jar.clone());
+    let url = format!("ws://{addr}/ws");
+
+    let (_a, resp) = d.connect(url.as_str()).await.unwrap();
+    assert_eq!(resp.headers()[http::header::SET_COOKIE], "n=1; Path=/; HttpOnly");
+    let mut own = ferrosocket::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    own.headers_mut()
+        .insert(http::header::COOKIE, http::HeaderValue::from_static("own=x"));
+    let _b = d.connect(own).await.unwrap();
+    match d.connect(format!("ws://{addr}/refuse")).await {
+        Err(Error::BadHandshake(r)) => assert_eq!(r.status, http::StatusCode::FORBIDDEN),
+        other => panic!("expected a 403, got {:?}", other.map(|(_, r)| r)),
+    }
+    let _c = d.connect(url.as_str()).await.unwrap();
+    let _d = dialer().connect(url.as_str()).await.unwrap(); // no jar
+
+    assert_eq!(
+        *received.lock().unwrap(),
+        ["-", "own=x; n=1", "n=2", "n=3; refused=yes", "-"]
+    );
+    let seen = jar.seen.lock().unwrap();
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.contains(&format!("ws://{addr}/"))),
+        "{seen:?}"
+    );
+}

@@ -489,8 +489,9 @@ async fn ten_sockets_share_one_tcp_connection() {
     }
 }
 
-/// Moves the paused-able clock `by` at once (only timers see it: the idle watch), then lets
-/// the tasks it woke run.
+/// Moves the clock `by` at once, then lets the tasks it woke run. Safe beside the real
+/// sockets here (see tests/common on paused clocks) because they are idle meanwhile: the only
+/// timer armed is the pool's idle watch, the one this moves.
 async fn skip(by: Duration) {
     tokio::time::pause();
     tokio::time::advance(by).await;
@@ -558,6 +559,22 @@ async fn an_idle_shared_connection_closes_after_the_idle_timeout() {
         );
         assert_eq!(server.tcp_connections.load(Ordering::SeqCst), 2);
         close(e).await;
+    }
+}
+
+/// The dialer's cookie jar over HTTP/2: each `200`'s `Set-Cookie` goes to the jar, and the
+/// next extended CONNECT carries it.
+#[tokio::test]
+async fn the_cookie_jar_works_over_http2() {
+    for tls in [false, true] {
+        let (server, dialer) = setup(tls, common::counting_cookies(Upgrader::new())).await;
+        let dialer = dialer.cookie_jar(Arc::new(common::LastCookie::default()));
+        for want in ["n=1; Path=/", "n=2; Path=/", "n=3; Path=/"] {
+            let (_conn, resp) = within("connect", dialer.connect(server.url(tls, "/echo")))
+                .await
+                .unwrap();
+            assert_eq!(resp.headers()[http::header::SET_COOKIE], want);
+        }
     }
 }
 

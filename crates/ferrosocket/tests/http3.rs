@@ -729,3 +729,23 @@ async fn the_shutdown_switch_sends_goaway_and_1001() {
     assert_eq!(c.code, CloseCode::GOING_AWAY);
     refused_after_goaway(&session, &server).await;
 }
+
+/// The dialer's cookie jar over HTTP/3: each `200`'s `Set-Cookie` goes to the jar, and the
+/// next extended CONNECT carries it.
+#[tokio::test]
+async fn the_cookie_jar_works_over_http3() {
+    let cert = cert();
+    let server = serve(&cert, common::counting_cookies(Upgrader::new()), echo).await;
+    let d = dialer(&cert).cookie_jar(Arc::new(common::LastCookie::default()));
+    let session = timeout(T, d.http3_session(&server.url("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    for want in ["n=1; Path=/", "n=2; Path=/"] {
+        let (_conn, resp) = timeout(T, session.connect(server.url("/a")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.headers()["set-cookie"], want);
+    }
+}

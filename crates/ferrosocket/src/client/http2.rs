@@ -181,6 +181,8 @@ struct ConnectRequest {
     hs: ClientHandshake,
     uri: Uri,
     headers: HeaderMap,
+    /// The URL the caller asked for (what a cookie jar sees).
+    asked: Uri,
 }
 
 impl ConnectRequest {
@@ -221,7 +223,12 @@ impl ConnectRequest {
         for name in [UPGRADE, CONNECTION, SEC_WEBSOCKET_KEY, HOST] {
             headers.remove(name);
         }
-        Ok(Self { hs, uri, headers })
+        Ok(Self {
+            hs,
+            uri,
+            headers,
+            asked: req.uri().clone(),
+        })
     }
 
     fn request(&self) -> Request<Empty<Bytes>> {
@@ -447,6 +454,7 @@ async fn open_stream(
         None => exchange.await,
     }
     .map_err(|e| Opened::Retry(Http2Error::Stream(Box::new(e)).into()))?;
+    dialer.store_cookies(&connect.asked, resp.headers());
 
     if resp.status() != StatusCode::OK {
         let (parts, body) = resp.into_parts();

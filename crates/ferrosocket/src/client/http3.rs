@@ -228,6 +228,7 @@ impl Http3Session {
             e => Error::Io(e.into()),
         })?;
         let (resp, frames) = read_response(&mut recv, &session.conn).await?;
+        self.dialer.store_cookies(req.uri(), resp.headers());
         if resp.status() != StatusCode::OK {
             let body = read_body(&mut recv, frames, deadline).await;
             let _ = send.finish();

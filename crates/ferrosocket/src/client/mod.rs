@@ -6,6 +6,7 @@
 //! (`getrandom`, fetched 64 keys per system call by the core's `OsMaskSource`), as RFC 6455
 //! §5.3 requires; nothing here needs configuring for that.
 
+mod cookies;
 #[cfg(feature = "http2")]
 mod http2;
 #[cfg(feature = "http3")]
@@ -19,6 +20,7 @@ pub use self::http3::Http3Session;
 #[cfg(feature = "http2")]
 pub use http2::HttpVersion;
 
+pub use cookies::CookieJar;
 pub use no_proxy::NoProxy;
 pub use proxy::ProxyConfig;
 pub use request::IntoClientRequest;
@@ -71,6 +73,7 @@ struct Inner {
     share_http2: bool,
     #[cfg(feature = "http2")]
     http2_idle_timeout: Option<Duration>,
+    cookie_jar: Option<Arc<dyn CookieJar>>,
     /// Live HTTP/2 connections; a dialer whose options change gets a fresh pool (see `with`).
     #[cfg(feature = "http2")]
     h2_pool: Arc<http2::Pool>,
@@ -98,6 +101,7 @@ struct Inner {
 /// | [`max_write_buffer_size`](Self::max_write_buffer_size) | 4 MiB | unwritten output beyond which the connection stops reading |
 /// | [`proxy_from_env`](Self::proxy_from_env) | on | clients behind a proxy work without code changes, as with curl and most HTTP clients |
 /// | [`subprotocols`](Self::subprotocols) | none offered | the application decides what it speaks |
+/// | [`cookie_jar`](Self::cookie_jar) | none | cookies are credentials: the application says which to send |
 /// | [`enable_compression`](Self::enable_compression) | off | compression costs CPU and memory per connection |
 /// | `tls_config` | Mozilla's roots (`webpki-roots`), ALPN `http/1.1` | the same trust on every machine, with no dependency on the platform's store |
 /// | `http_version` (feature `http2`) | HTTP/1.1 | one behaviour unless asked: HTTP/2 (RFC 8441) needs a server that enables extended `CONNECT`; `Auto` finds out |
@@ -141,6 +145,7 @@ impl fmt::Debug for Dialer {
             .field("subprotocols", &self.inner.subprotocols)
             .field("proxy", &self.inner.proxy)
             .field("proxy_from_env", &self.inner.proxy_from_env)
+            .field("cookie_jar", &self.inner.cookie_jar.as_ref().map(|_| "set"))
             .field("config", &self.inner.options.config);
         #[cfg(feature = "http2")]
         f.field("http_version", &self.inner.http_version)
@@ -172,6 +177,7 @@ impl Dialer {
                 share_http2: true,
                 #[cfg(feature = "http2")]
                 http2_idle_timeout: Some(Duration::from_secs(90)),
+                cookie_jar: None,
                 #[cfg(feature = "http2")]
                 h2_pool: Arc::default(),
             }),
@@ -260,6 +266,13 @@ impl Dialer {
     /// recommended).
     pub fn handshake_timeout(self, timeout: Option<Duration>) -> Self {
         self.with(|i| i.handshake_timeout = timeout)
+    }
+
+    /// Sends the jar's cookies with every handshake and gives it the `Set-Cookie` headers of
+    /// every answer (gorilla's `Dialer.Jar`; see [`CookieJar`]). Default: none, so only the
+    /// request's own `Cookie` header is sent.
+    pub fn cookie_jar(self, jar: Arc<dyn CookieJar>) -> Self {
+        self.with(|i| i.cookie_jar = Some(jar))
     }
 
     /// Subprotocols to offer, most preferred first, sent as `Sec-WebSocket-Protocol`. The
@@ -554,6 +567,10 @@ impl Dialer {
             }
             req.headers_mut().append(name.clone(), value.clone());
         }
+        if let Some(jar) = &self.inner.cookie_jar {
+            let uri = req.uri().clone();
+            cookies::add_cookies(jar.as_ref(), &uri, req.headers_mut());
+        }
         if !self.inner.subprotocols.is_empty() && !req.headers().contains_key(SEC_WEBSOCKET_PROTOCOL) {
             let list = self.inner.subprotocols.join(", ");
             let value = HeaderValue::try_from(list.as_str()).map_err(|_| {
@@ -564,6 +581,13 @@ impl Dialer {
             req.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
         }
         Ok(req)
+    }
+
+    /// Gives the cookie jar, if any, the `Set-Cookie` headers of the answer to `uri`.
+    pub(crate) fn store_cookies(&self, uri: &http::Uri, headers: &HeaderMap) {
+        if let Some(jar) = &self.inner.cookie_jar {
+            cookies::store_cookies(jar.as_ref(), uri, headers);
+        }
     }
 
     /// TLS to the server over `io` (straight over TCP: [`MaybeTlsStream::Rustls`]).
@@ -626,6 +650,7 @@ impl Dialer {
                 "the operating system's random number generator failed ({e}); cannot make a handshake key"
             )))
         })?;
+        let uri = req.uri().clone();
         let (mut hs, mut req) = ClientHandshake::new(req, nonce)?;
         if let Some(cfg) = &self.inner.options.deflate {
             hs.offer_deflate(cfg.clone(), &mut req);
@@ -646,6 +671,7 @@ impl Dialer {
                 )));
             }
         };
+        self.store_cookies(&uri, resp.headers());
 
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let wait_until = deadline.unwrap_or_else(|| Instant::now() + ERROR_BODY_WAIT);

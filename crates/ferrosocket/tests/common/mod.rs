@@ -145,3 +145,31 @@ where
     .unwrap();
     reader
 }
+
+/// A cookie jar that sends back the `name=value` of the last `Set-Cookie` it got, whatever
+/// the URL.
+#[derive(Default)]
+pub(crate) struct LastCookie(std::sync::Mutex<Option<http::HeaderValue>>);
+
+impl ferrosocket::CookieJar for LastCookie {
+    fn cookies(&self, _uri: &http::Uri) -> Option<http::HeaderValue> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn set_cookies(&self, _uri: &http::Uri, set_cookie: &mut dyn Iterator<Item = &http::HeaderValue>) {
+        if let Some(last) = set_cookie.last() {
+            let pair = last.to_str().unwrap().split(';').next().unwrap();
+            *self.0.lock().unwrap() = Some(pair.parse().unwrap());
+        }
+    }
+}
+
+/// An upgrader that answers every handshake with `Set-Cookie: n=N+1`, N being the request's
+/// cookie `n` (0 without one): a handshake's answer shows which cookie it carried.
+pub(crate) fn counting_cookies(upgrader: ferrosocket::Upgrader) -> ferrosocket::Upgrader {
+    upgrader.on_request(|req| {
+        let n = req.cookie("n").map_or(0, |v| v.parse::<u32>().unwrap()) + 1;
+        let set = http::HeaderValue::try_from(format!("n={n}; Path=/")).unwrap();
+        Ok(ferrosocket::Accept::new().header(http::header::SET_COOKIE, set))
+    })
+}
