@@ -59,6 +59,17 @@ impl Server {
     }
 }
 
+/// A QUIC server endpoint on a free port of 127.0.0.1 with `cert`.
+fn endpoint(cert: &Cert) -> quinn::Endpoint {
+    let tls = server_config(
+        vec![cert.der.clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone())),
+    )
+    .unwrap();
+    let config = ferrosocket::http3::server_config(&tls).unwrap();
+    quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
 /// A QUIC endpoint on 127.0.0.1 running `upgrader` on every connection and `handle` on every
 /// WebSocket.
 async fn serve<F, Fut>(cert: &Cert, upgrader: Upgrader, handle: F) -> Server
@@ -66,13 +77,7 @@ where
     F: Fn(Conn<H3Stream>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let tls = server_config(
-        vec![cert.der.clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone())),
-    )
-    .unwrap();
-    let config = ferrosocket::http3::server_config(&tls).unwrap();
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = endpoint(cert);
     let addr = endpoint.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let quic_connections = count.clone();
@@ -467,13 +472,7 @@ async fn a_reset_stream_is_1006_on_the_other_side() {
 #[tokio::test]
 async fn a_server_without_extended_connect_is_a_typed_error() {
     let cert = cert();
-    let tls = server_config(
-        vec![cert.der.clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone())),
-    )
-    .unwrap();
-    let config = ferrosocket::http3::server_config(&tls).unwrap();
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = endpoint(&cert);
     let port = endpoint.local_addr().unwrap().port();
     tokio::spawn(async move {
         let quic = endpoint.accept().await.unwrap().await.unwrap();
@@ -663,16 +662,7 @@ async fn refused_after_goaway(session: &ferrosocket::Http3Session, server: &Serv
 #[tokio::test]
 async fn shutdown_sends_goaway_and_refuses_new_streams_only() {
     let cert = cert();
-    let tls = server_config(
-        vec![cert.der.clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key.clone())),
-    )
-    .unwrap();
-    let endpoint = quinn::Endpoint::server(
-        ferrosocket::http3::server_config(&tls).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let endpoint = endpoint(&cert);
     let server = Server {
         addr: endpoint.local_addr().unwrap(),
         quic_connections: Arc::default(),
